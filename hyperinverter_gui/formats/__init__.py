@@ -1,0 +1,1 @@
+"""Readers for model file formats (NVIDIA pickles, PyTorch checkpoints)."""

@@ -1,0 +1,187 @@
+"""Read NVIDIA stylegan2-ada-pytorch network pickles without executing their code.
+
+Those pickles store every network as a "persistent object": the pickle calls
+``torch_utils.persistence._reconstruct_persistent_obj(meta)``, where ``meta``
+carries the Python source of the defining module (which upstream ``exec``s)
+and the object's ``__dict__`` (parameters, buffers, sub-modules, init kwargs).
+
+Here a restricted unpickler resolves only an allow-list of globals: the
+persistence hook is replaced by a function that keeps ``class_name`` and
+``state`` and ignores the source, tensors are rebuilt by torch's own
+``weights_only`` loader, and containers become plain dicts. Any other global
+(``os.system``, ``builtins.eval``, ...) is refused before anything runs.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import codecs
+import collections
+import io
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+try:  # numpy >= 2
+    from numpy._core import multiarray as _multiarray
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core import multiarray as _multiarray
+
+from ..errors import ModelFileError, UnsafeModelFileError
+from . import sniff
+
+
+@dataclass
+class PersistentObject:
+    """What a pickled persistent network object is reduced to: its class name and state."""
+
+    class_name: str
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        return dict(self.state.get("_init_kwargs") or {})
+
+    def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        """Flatten parameters and persistent buffers like ``nn.Module.state_dict()``."""
+        out: dict[str, torch.Tensor] = {}
+        for name, p in (self.state.get("_parameters") or {}).items():
+            if p is not None:
+                out[prefix + name] = _as_tensor(p, prefix + name)
+        skip = set(self.state.get("_non_persistent_buffers_set") or ())
+        for name, b in (self.state.get("_buffers") or {}).items():
+            if b is not None and name not in skip:
+                out[prefix + name] = _as_tensor(b, prefix + name)
+        for name, sub in (self.state.get("_modules") or {}).items():
+            if sub is None:
+                continue
+            if not isinstance(sub, PersistentObject):
+                raise ModelFileError(f"sub-module {prefix + name} is not a network object ({type(sub).__name__})")
+            out.update(sub.state_dict(prefix + name + "."))
+        return out
+
+
+def _as_tensor(value: Any, name: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise ModelFileError(f"{name} is not a tensor ({type(value).__name__})")
+    return value.detach().to(torch.float32) if value.is_floating_point() else value.detach()
+
+
+class _EasyDict(dict):
+    """Stand-in for ``dnnlib.util.EasyDict`` (a dict with attribute access)."""
+
+
+def _reconstruct_persistent_obj(meta: Any) -> PersistentObject:
+    if not isinstance(meta, dict) or meta.get("type") != "class" or "class_name" not in meta:
+        raise ModelFileError("malformed persistent object in network pickle")
+    state = meta.get("state") or {}
+    if not isinstance(state, dict):
+        raise ModelFileError(f"malformed state for {meta['class_name']}")
+    # meta["module_src"] is Python source that upstream would exec(); it is ignored.
+    return PersistentObject(str(meta["class_name"]), dict(state))
+
+
+def _load_storage_from_bytes(data: bytes) -> Any:
+    # Storages inside plain pickles are nested torch.save() blobs; read them
+    # with torch's weights-only unpickler. map_location: the authors' files
+    # were saved from GPUs and must open on CPU-only machines.
+    if not isinstance(data, (bytes, bytearray)):
+        raise ModelFileError("malformed tensor storage in network pickle")
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def _codecs_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    # Protocol-2 pickles encode bytes as latin-1 strings through _codecs.encode.
+    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8"):
+        raise UnsafeModelFileError("unexpected use of _codecs.encode in pickle")
+    return codecs.encode(obj, encoding, errors)
+
+
+_ALLOWED: dict[tuple[str, str], Callable[..., Any] | type] = {
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
+    ("dnnlib.util", "EasyDict"): _EasyDict,
+    ("dnnlib", "EasyDict"): _EasyDict,
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
+    ("torch", "Size"): torch.Size,
+    ("_codecs", "encode"): _codecs_encode,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy", "ndarray"): np.ndarray,
+}
+for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    _ALLOWED[(_mod, "scalar")] = _multiarray.scalar
+    _ALLOWED[(_mod, "_reconstruct")] = _multiarray._reconstruct
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only the allow-list above and refuses everything else."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        # Protocol-2 pickles written by Python 3 name Python 2 modules (__builtin__, copy_reg).
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            pass
+        if module.startswith("dnnlib.tflib"):
+            raise ModelFileError(
+                "this is a TensorFlow StyleGAN2 pickle (dnnlib.tflib); it must be converted to the "
+                "stylegan2-ada-pytorch format first"
+            )
+        raise UnsafeModelFileError(
+            f"refused to load: the pickle asks for '{module}.{name}', which a network file never needs. "
+            "Nothing from the file was executed."
+        )
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafeModelFileError("refused to load: unexpected persistent id in pickle")
+
+
+def read_network_pickle(path: str | Path) -> dict[str, Any]:
+    """Unpickle an NVIDIA network pickle into plain containers and ``PersistentObject``s."""
+    path = Path(path)
+    kind = sniff.sniff_file(path)  # raises for missing / empty / HTML files
+    if kind == "zip":
+        raise ModelFileError(
+            f"{path.name} is a PyTorch checkpoint (zip archive), not an NVIDIA StyleGAN2 network pickle; "
+            "pass it as the HyperInverter checkpoint, not as the generator"
+        )
+    if kind != "pickle":
+        raise ModelFileError(f"{path.name} is not a network pickle (unrecognised file contents)")
+    try:
+        with open(path, "rb") as f:
+            data = RestrictedUnpickler(f).load()
+    except (UnsafeModelFileError, ModelFileError):
+        raise
+    except (EOFError, pickle.UnpicklingError, ValueError, RuntimeError, TypeError, IndexError) as e:
+        raise ModelFileError(f"{path.name} is truncated or corrupt ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path.name}: expected a dict of networks, found {type(data).__name__}")
+    return data
+
+
+def load_stylegan2_ada_pickle(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Return ``(G_ema init_kwargs, G_ema state_dict)`` from an NVIDIA network pickle."""
+    path = Path(path)
+    data = read_network_pickle(path)
+    g = data.get("G_ema")
+    if not isinstance(g, PersistentObject):
+        keys = ", ".join(sorted(map(str, data)))[:200]
+        raise ModelFileError(f"{path.name} has no generator 'G_ema' (found keys: {keys or 'none'})")
+    if g.class_name != "Generator":
+        raise ModelFileError(f"{path.name}: 'G_ema' is a {g.class_name}, expected a Generator")
+    kwargs = g.init_kwargs
+    sd = g.state_dict()
+    del data  # drop D, G, augment_pipe early
+    return kwargs, sd
