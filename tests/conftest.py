@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny seeded models written in the official file formats."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import official_formats as of  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("models")
+    marker = d / "SOURCE_WAS_EXECUTED"
+    tree = of.stylegan2_generator_tree(seed=0, source=of.EVIL_SOURCE.format(marker=str(marker)))
+    of.write_nvidia_pickle(d / "G.pkl", tree)
+    of.write_hyperinverter_checkpoint(d / "HI.pt")
+    of.write_w_encoder_file(d / "w_encoder.pt")
+    return d
+
+
+@pytest.fixture(scope="session")
+def generator(model_dir):
+    from hyperinverter_gui.loading import load_generator
+
+    return load_generator(model_dir / "G.pkl")
+
+
+@pytest.fixture(scope="session")
+def model(model_dir, generator):
+    from hyperinverter_gui.loading import load_hyperinverter
+
+    return load_hyperinverter(model_dir / "HI.pt", generator)
+
+
+@pytest.fixture(scope="session")
+def photos() -> torch.Tensor:
+    """Two smooth seeded 'photos' [2,3,32,32] in [-1,1] on the 8-bit grid."""
+    g = torch.Generator().manual_seed(123)
+    low = torch.rand(2, 3, 4, 4, generator=g) * 2 - 1
+    x = torch.nn.functional.interpolate(low, size=(32, 32), mode="bicubic", align_corners=False).clamp(-1, 1)
+    return ((x + 1) * 127.5).round() / 127.5 - 1
+
+
+@pytest.fixture(scope="session")
+def inverted(model, photos):
+    from hyperinverter_gui.inversion import invert
+
+    return invert(model, photos)
