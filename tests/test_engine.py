@@ -171,3 +171,20 @@ def test_load_inversion_rejects_other_files(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(HyperInverterError, match="not a readable inversion"):
         load_inversion(bad)
+
+
+def test_regressor_output_is_a_memory_view_not_a_transpose():
+    """The official regressor ends with ``.view(N, O, I, k, k)`` on an [N, I, O*k*k] tensor."""
+    from hyperinverter_gui.models.hypernetwork import WeightRegressor
+
+    reg = WeightRegressor(hidden_dim=1, out_channels=2, in_channels=3, kernel_size=1)
+    with torch.no_grad():
+        for p in reg.parameters():
+            p.zero_()
+        reg.feature_extractor[6].bias.fill_(1.0)  # the D=1 feature vector is exactly [1]
+        reg.w1.copy_(torch.tensor([[1.0, 2.0, 3.0]]))  # row i of M scales with i+1
+        reg.w2.copy_(torch.tensor([[10.0, 20.0]]))  # column o of M scales with o+1
+    feats = torch.zeros(1, 512, 8, 8)
+    out = reg(feats, feats)[0, :, :, 0, 0]
+    # M[i, o] = (i+1) * 10 * (o+1) = [[10, 20], [20, 40], [30, 60]], read in memory order as 2x3.
+    assert torch.equal(out, torch.tensor([[10.0, 20.0, 20.0], [40.0, 30.0, 60.0]]))
