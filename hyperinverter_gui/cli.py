@@ -54,7 +54,65 @@ def _build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
     inv.add_argument("--batch-size", type=int, default=4, help="images inverted together (default 4)")
     inv.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+    ed = sub.add_parser(
+        "edit",
+        help="apply slider edits (age, pose, GANSpace...) to a photo or a saved inversion",
+        description="Edit w along named directions and render with the image's own theta + delta_theta.",
+    )
+    ed.add_argument("input", type=Path, help="an aligned face image, or an inversion file (.safetensors)")
+    ed.add_argument("--edit", "-e", action="append", default=[], metavar="NAME=VALUE",
+                    help="e.g. age=+2 or eye_openness=-1.5 (repeatable; see `hyperinverter directions list`)")
+    _model_args(ed, checkpoint_required=False)
+    ed.add_argument("--output", "-o", type=Path, required=True, help="output PNG")
+    ed.add_argument("--directions", type=Path, default=None, help="directions folder (default: directions/)")
+    ed.add_argument("--save-inversion", type=Path, default=None, help="also save the inversion of a photo")
+    ed.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+    it = sub.add_parser(
+        "interpolate",
+        help="morph between two photos (latent codes and generator weights)",
+        description="HyperInverter interpolation: w and delta_theta blended from A to B.",
+    )
+    it.add_argument("a", type=Path, help="first image or inversion file")
+    it.add_argument("b", type=Path, help="second image or inversion file")
+    _model_args(it, checkpoint_required=False)
+    it.add_argument("--steps", type=int, default=9, help="number of frames including A and B (default 9)")
+    it.add_argument("--output", "-o", type=Path, required=True, help="folder for frame_000.png ...")
+    it.add_argument("--gif", type=Path, default=None, help="also write an animated GIF (A -> B -> A)")
+    it.add_argument("--mp4", type=Path, default=None, help="also write an MP4 video (needs opencv-python)")
+    it.add_argument("--fps", type=float, default=12.0, help="frames per second of GIF/MP4 (default 12)")
+    it.add_argument("--latent-only", action="store_true",
+                    help="interpolate w only and render with the plain generator, for comparison")
+    it.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+    dr = sub.add_parser("directions", help="list edit directions, or compute GANSpace for a generator")
+    dsub = dr.add_subparsers(dest="directions_command")
+    dl = dsub.add_parser("list", help="show the sliders and which direction files are missing")
+    dl.add_argument("--directions", type=Path, default=None, help="directions folder (default: directions/)")
+    dl.add_argument("--generator", "-g", type=Path, default=None, help="only what fits this generator")
+    dg = dsub.add_parser(
+        "ganspace",
+        help="PCA of the generator's W space (GANSpace file format)",
+        description="Sample w = mapping(z) and write {mean, comp, std} like ffhq_pca.pt, for any StyleGAN2.",
+    )
+    dg.add_argument("--generator", "-g", type=Path, required=True, help="NVIDIA StyleGAN2 network pickle")
+    dg.add_argument("--samples", type=int, default=100_000, help="number of z samples (default 100000)")
+    dg.add_argument("--components", type=int, default=80, help="number of components (default 80)")
+    dg.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    dg.add_argument("--output", "-o", type=Path, required=True, help="output .pt file")
+    dg.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    dg.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return p
+
+
+def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool) -> None:
+    p.add_argument("--generator", "-g", type=Path, required=True, help="NVIDIA StyleGAN2 network pickle (.pkl)")
+    p.add_argument("--checkpoint", "-c", type=Path, required=checkpoint_required,
+                   help="HyperInverter checkpoint (.pt); needed when an input is a photo")
+    p.add_argument("--w-encoder", type=Path, default=None, help="separate pSp W-encoder file")
+    p.add_argument("--no-align", action="store_true", help="photos are already FFHQ-aligned crops")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
 
 
 def _plan_jobs(args: argparse.Namespace) -> tuple[list[_Job], list[str]]:
@@ -158,6 +216,224 @@ def cmd_invert(args: argparse.Namespace) -> int:
     return 0 if not failures else 1
 
 
+def _refuse_existing(paths: Sequence[Path | None], overwrite: bool) -> None:
+    if overwrite:
+        return
+    for p in paths:
+        if p is not None and p.exists():
+            raise HyperInverterError(f"{p} exists (use --overwrite to replace it)")
+
+
+class _Models:
+    """Loads the generator, and the HyperInverter networks only when a photo must be inverted."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.device = resolve_device(args.device)
+        self._generator = None
+        self._model = None
+
+    @property
+    def generator(self):
+        if self._generator is None:
+            from .loading import load_generator
+
+            self._generator = load_generator(self.args.generator).to(self.device)
+        return self._generator
+
+    @property
+    def model(self):
+        if self._model is None:
+            from .loading import load_hyperinverter
+
+            if self.args.checkpoint is None:
+                raise HyperInverterError("inverting a photo needs --checkpoint (a HyperInverter .pt)")
+            if not self.args.no_align:
+                raise HyperInverterError(
+                    "automatic face alignment is not available in this version; pass --no-align with an "
+                    "already FFHQ-aligned face crop, or give a saved inversion (.safetensors)"
+                )
+            self._model = load_hyperinverter(self.args.checkpoint, self.generator, self.args.w_encoder)
+        return self._model
+
+    def inversion(self, path: Path):
+        """A saved inversion file, or a photo inverted now."""
+        from .inversion import invert, load_inversion
+
+        if path.suffix.lower() == ".safetensors":
+            r = load_inversion(path).to(self.device)
+            self.check_fits(r, path.name)
+            return r
+        x = load_image(path, self.generator.img_resolution)
+        return invert(self.model, x.unsqueeze(0))[0]
+
+    def check_fits(self, r, source: str) -> None:
+        from .errors import ModelMismatchError
+
+        g = self.generator
+        shapes = g.synthesis.weight_shapes()
+        if tuple(r.w.shape) != (g.num_ws, g.w_dim):
+            raise ModelMismatchError(
+                f"{source} holds w of shape {list(r.w.shape)}; this generator needs [{g.num_ws}, {g.w_dim}]"
+            )
+        for k, v in r.deltas.items():
+            if k not in shapes or tuple(v.shape) != tuple(shapes[k]):
+                raise ModelMismatchError(f"{source}: delta for {k} does not fit this generator")
+
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from .directions import load_library
+    from .editing import ensure_known, parse_edit, render_edits
+    from .inversion import save_inversion
+
+    edits = [parse_edit(e) for e in args.edit]
+    _refuse_existing([args.output, args.save_inversion], args.overwrite)
+    models = _Models(args)
+    g = models.generator
+    lib = load_library(args.directions, num_ws=g.num_ws, img_resolution=g.img_resolution)
+    names = [n for n, _ in edits]
+    if len(set(names)) != len(names):
+        raise HyperInverterError("each direction may be given once")
+    missing = {s.name: s for s in lib.missing}
+    for n in names:
+        if n in missing and n not in lib.directions:
+            raise HyperInverterError(
+                f"direction '{n}' needs {missing[n].file}, which is not in the directions folder; "
+                f"download it from {missing[n].url or 'its upstream project'}"
+            )
+        for skipped, why in lib.skipped:
+            if skipped == n:
+                raise HyperInverterError(f"direction '{n}' cannot be used with this generator: {why}")
+    ensure_known(names, lib.directions)
+    r = models.inversion(args.input)
+    img = render_edits(models.generator.synthesis, r, [(lib.directions[n], v) for n, v in edits])
+    text = {"generator": args.generator.name, "edits": ", ".join(f"{n}={v:+g}" for n, v in edits) or "none"}
+    save_png(img, args.output, text=text)
+    if args.save_inversion is not None:
+        save_inversion(r, args.save_inversion, metadata={"generator": args.generator.name})
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from .editing import interpolation_alphas, render_interpolation
+    from .imageio import tensor_to_uint8
+
+    alphas = interpolation_alphas(args.steps)
+    if args.fps <= 0:
+        raise HyperInverterError("--fps must be positive")
+    out: Path = args.output
+    if out.exists() and not out.is_dir():
+        raise HyperInverterError(f"--output must be a folder: {out} is a file")
+    frames_paths = [out / f"frame_{i:03d}.png" for i in range(len(alphas))]
+    _refuse_existing([*frames_paths, args.gif, args.mp4], args.overwrite)
+    if args.mp4 is not None:
+        try:
+            import cv2  # noqa: F401
+        except ImportError:
+            raise HyperInverterError("MP4 export needs opencv-python (pip install 'opencv-python<5')") from None
+    models = _Models(args)
+    a, b = models.inversion(args.a), models.inversion(args.b)
+    out.mkdir(parents=True, exist_ok=True)
+    frames = []
+    for alpha, path in zip(alphas, frames_paths):
+        img = render_interpolation(models.generator.synthesis, a, b, alpha, latent_only=args.latent_only)
+        save_png(img, path, text={"alpha": f"{alpha:.4f}", "mode": "latent-only" if args.latent_only else "w+weights"})
+        frames.append(tensor_to_uint8(img))
+    if args.gif is not None:
+        _write_gif(frames, args.gif, args.fps)
+    if args.mp4 is not None:
+        _write_mp4(frames, args.mp4, args.fps)
+    print(f"wrote {len(frames)} frames to {out}", file=sys.stderr)
+    return 0
+
+
+def _write_gif(frames, path: Path, fps: float) -> None:
+    from PIL import Image
+
+    from .imageio import atomic_write
+
+    seq = [Image.fromarray(f) for f in frames]
+    seq = seq + seq[-2:0:-1]  # ping-pong: A -> B -> A loops smoothly
+
+    def write(tmp: str) -> None:
+        seq[0].save(tmp, format="GIF", save_all=True, append_images=seq[1:], duration=int(1000 / fps), loop=0)
+
+    atomic_write(path, write, ".gif")
+
+
+def _write_mp4(frames, path: Path, fps: float) -> None:
+    import cv2
+
+    from .imageio import atomic_write
+
+    h, w = frames[0].shape[:2]
+
+    def write(tmp: str) -> None:
+        vw = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if not vw.isOpened():
+            raise HyperInverterError("OpenCV could not open an MP4 writer on this system")
+        try:
+            for f in frames:
+                vw.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+        finally:
+            vw.release()
+
+    atomic_write(path, write, ".mp4")
+
+
+def cmd_directions(args: argparse.Namespace) -> int:
+    if args.directions_command == "list":
+        from .directions import default_directions_dir, load_library
+
+        num_ws = res = None
+        if args.generator is not None:
+            from .loading import load_generator
+
+            g = load_generator(args.generator)
+            num_ws, res = g.num_ws, g.img_resolution
+        folder = args.directions or default_directions_dir()
+        lib = load_library(folder, num_ws=num_ws, img_resolution=res)
+        print(f"directions folder: {folder}")
+        for name, d in lib.directions.items():
+            span = f"ws {d.layer_start}..{(d.layer_stop or (num_ws or 0)) - 1}" if d.layer_stop else "all ws"
+            extra = f"component {d.meta['component']}, " if "component" in d.meta else ""
+            lo, hi = d.value_range
+            print(f"  {name:20s} {d.kind:12s} {extra}{span}, range {lo:g}..{hi:g}")
+        for name, why in lib.skipped:
+            print(f"  {name:20s} unusable: {why}")
+        if lib.missing:
+            print("missing files (download into the directions folder):")
+            seen = set()
+            for spec in lib.missing:
+                if spec.file in seen:
+                    continue
+                seen.add(spec.file)
+                users = ", ".join(s.name for s in lib.missing if s.file == spec.file)
+                print(f"  {spec.file:16s} for {users}\n  {'':16s} from {spec.url}")
+        return 0
+    if args.directions_command == "ganspace":
+        from tqdm import tqdm
+
+        from .editing import compute_ganspace, save_ganspace
+        from .loading import load_generator
+
+        _refuse_existing([args.output], args.overwrite)
+        if args.samples < 2 or args.components < 1:
+            raise HyperInverterError("--samples must be >= 2 and --components >= 1")
+        device = resolve_device(args.device)
+        g = load_generator(args.generator).to(device)
+        with tqdm(total=args.samples, unit="z", file=sys.stderr) as bar:
+            pca = compute_ganspace(lambda z: g.mapping(z)[:, 0], g.z_dim, args.samples, args.components, args.seed,
+                                   progress=bar.update, device=device)
+        save_ganspace(pca, args.output)
+        print(f"wrote {args.output}: {pca.num_components} components, top std "
+              f"{', '.join(f'{v:.3f}' for v in pca.std[:3].tolist())}", file=sys.stderr)
+        return 0
+    raise HyperInverterError("use `hyperinverter directions list` or `hyperinverter directions ganspace ...`")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -167,6 +443,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "invert":
             return cmd_invert(args)
+        if args.command == "edit":
+            return cmd_edit(args)
+        if args.command == "interpolate":
+            return cmd_interpolate(args)
+        if args.command == "directions":
+            return cmd_directions(args)
     except HyperInverterError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

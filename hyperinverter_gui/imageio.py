@@ -77,7 +77,8 @@ def atomic_write(path: str | Path, write, suffix: str = "") -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise HyperInverterError(f"folder does not exist: {parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=parent)
+    # The temporary name keeps the real extension last: some writers (OpenCV) pick the format by it.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=parent)
     os.close(fd)
     try:
         write(tmp)
