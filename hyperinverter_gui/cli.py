@@ -39,8 +39,10 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Invert an aligned face photo, or every image in a folder, and write the reconstruction.",
     )
     inv.add_argument("input", type=Path, help="an aligned face image, or a folder of them")
-    inv.add_argument("--generator", "-g", type=Path, required=True, help="NVIDIA StyleGAN2 network pickle (.pkl)")
-    inv.add_argument("--checkpoint", "-c", type=Path, required=True, help="HyperInverter checkpoint (.pt)")
+    inv.add_argument("--generator", "-g", type=Path, default=None,
+                     help="StyleGAN2 generator file (default: found in the weights folders)")
+    inv.add_argument("--checkpoint", "-c", type=Path, default=None,
+                     help="HyperInverter checkpoint (.pt) (default: found in the weights folders)")
     inv.add_argument(
         "--w-encoder", type=Path, default=None, help="separate pSp W-encoder file (default: the checkpoint's own E1)"
     )
@@ -86,6 +88,13 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="interpolate w only and render with the plain generator, for comparison")
     it.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
+    wt = sub.add_parser("weights", help="list, find and download model files")
+    wsub = wt.add_subparsers(dest="weights_command")
+    wsub.add_parser("list", help="each role, which file serves it, and what is missing")
+    wd = wsub.add_parser("download", help="download a model named in weights/manifest.toml")
+    wd.add_argument("name", nargs="+", help="model name(s) from `hyperinverter weights list`, or 'defaults'")
+    wd.add_argument("--to", type=Path, default=None, help="destination folder (default: the weights folder)")
+
     dr = sub.add_parser("directions", help="list edit directions, or compute GANSpace for a generator")
     dsub = dr.add_subparsers(dest="directions_command")
     dl = dsub.add_parser("list", help="show the sliders and which direction files are missing")
@@ -96,7 +105,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="PCA of the generator's W space (GANSpace file format)",
         description="Sample w = mapping(z) and write {mean, comp, std} like ffhq_pca.pt, for any StyleGAN2.",
     )
-    dg.add_argument("--generator", "-g", type=Path, required=True, help="NVIDIA StyleGAN2 network pickle")
+    dg.add_argument("--generator", "-g", type=Path, default=None,
+                    help="StyleGAN2 generator file (default: found in the weights folders)")
     dg.add_argument("--samples", type=int, default=100_000, help="number of z samples (default 100000)")
     dg.add_argument("--components", type=int, default=80, help="number of components (default 80)")
     dg.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -107,9 +117,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool) -> None:
-    p.add_argument("--generator", "-g", type=Path, required=True, help="NVIDIA StyleGAN2 network pickle (.pkl)")
-    p.add_argument("--checkpoint", "-c", type=Path, required=checkpoint_required,
-                   help="HyperInverter checkpoint (.pt); needed when an input is a photo")
+    p.add_argument("--generator", "-g", type=Path, default=None,
+                   help="StyleGAN2 generator file (default: found in the weights folders)")
+    p.add_argument("--checkpoint", "-c", type=Path, default=None,
+                   help="HyperInverter checkpoint (.pt) for inverting photos (default: found in the weights folders)")
     p.add_argument("--w-encoder", type=Path, default=None, help="separate pSp W-encoder file")
     p.add_argument("--no-align", action="store_true", help="photos are already FFHQ-aligned crops")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
@@ -157,7 +168,6 @@ def cmd_invert(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .inversion import invert, save_inversion
-    from .loading import load_hyperinverter
 
     if not args.no_align:
         raise HyperInverterError(
@@ -169,10 +179,11 @@ def cmd_invert(args: argparse.Namespace) -> int:
     jobs, failures = _plan_jobs(args)
     device = resolve_device(args.device)
     t0 = time.perf_counter()
-    model = load_hyperinverter(args.checkpoint, args.generator, args.w_encoder).to(device)
+    models = _Models(args)
+    model = models.model.to(device)
     print(f"models loaded in {time.perf_counter() - t0:.1f} s on {device}", file=sys.stderr)
     res = model.generator.img_resolution
-    meta = {"generator": args.generator.name, "checkpoint": args.checkpoint.name}
+    meta = {"generator": models.generator_path.name, "checkpoint": models.checkpoint_path.name}
     done = 0
     multi = args.input.is_dir()
     bar = tqdm(total=len(jobs), unit="img", disable=not multi, file=sys.stderr)
@@ -224,6 +235,15 @@ def _refuse_existing(paths: Sequence[Path | None], overwrite: bool) -> None:
             raise HyperInverterError(f"{p} exists (use --overwrite to replace it)")
 
 
+def _cache() -> Path | None:
+    """The converted-model cache, or None when HYPERINVERTER_CACHE=off."""
+    import os
+
+    from .weights import cache_dir
+
+    return None if os.environ.get("HYPERINVERTER_CACHE", "").lower() in ("off", "0", "none") else cache_dir()
+
+
 class _Models:
     """Loads the generator, and the HyperInverter networks only when a photo must be inverted."""
 
@@ -232,28 +252,66 @@ class _Models:
         self.device = resolve_device(args.device)
         self._generator = None
         self._model = None
+        self._selection = None
+
+    def _select(self):
+        from .weights import discover, select
+
+        if self._selection is None:
+            overrides = {"generator": getattr(self.args, "generator", None),
+                         "inverter": getattr(self.args, "checkpoint", None)}
+            self._selection = select(discover(), overrides)
+        return self._selection
+
+    def _path(self, role: str, flag: str) -> Path:
+        given = getattr(self.args, {"generator": "generator", "inverter": "checkpoint"}[role], None)
+        if given is not None:
+            return given
+        sel = self._select()
+        if role in sel.chosen:
+            f = sel.chosen[role]
+            print(f"using {f.path} as the {role} ({sel.reasons[role]})", file=sys.stderr)
+            return f.path
+        from .weights import ROLE_TITLES, weights_dirs
+
+        hints = "; ".join(f"`hyperinverter weights download {e.name}`" for e in sel.missing.get(role, [])
+                          if e.default)
+        raise HyperInverterError(
+            f"no {ROLE_TITLES[role]} found in {' or '.join(str(d) for d in weights_dirs())}. "
+            f"Pass {flag} FILE, or get one: {hints or 'see `hyperinverter weights list`'}"
+        )
+
+    @property
+    def generator_path(self) -> Path:
+        return self._path("generator", "--generator")
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self._path("inverter", "--checkpoint")
 
     @property
     def generator(self):
         if self._generator is None:
-            from .loading import load_generator
+            from .model_cache import load_generator_cached
 
-            self._generator = load_generator(self.args.generator).to(self.device)
+            self.args.generator = self.generator_path
+            self._generator = load_generator_cached(self.args.generator, _cache()).to(self.device)
         return self._generator
 
     @property
     def model(self):
         if self._model is None:
-            from .loading import load_hyperinverter
+            from .model_cache import load_hyperinverter_cached
 
-            if self.args.checkpoint is None:
-                raise HyperInverterError("inverting a photo needs --checkpoint (a HyperInverter .pt)")
             if not self.args.no_align:
                 raise HyperInverterError(
                     "automatic face alignment is not available in this version; pass --no-align with an "
                     "already FFHQ-aligned face crop, or give a saved inversion (.safetensors)"
                 )
-            self._model = load_hyperinverter(self.args.checkpoint, self.generator, self.args.w_encoder)
+            self.args.checkpoint = self.checkpoint_path
+            self._model = load_hyperinverter_cached(
+                self.args.checkpoint, self.generator, self.args.w_encoder, _cache()
+            ).to(self.device)
         return self._model
 
     def inversion(self, path: Path):
@@ -383,15 +441,78 @@ def _write_mp4(frames, path: Path, fps: float) -> None:
     atomic_write(path, write, ".mp4")
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    from .weights import ROLE_TITLES, ROLES, describe_found, discover, load_manifest, select, weights_dirs
+
+    entries = load_manifest()
+    if args.weights_command == "list":
+        disc = discover(entries=entries)
+        sel = select(disc, entries=entries)
+        print("weights folders: " + ", ".join(str(d) for d in weights_dirs()))
+        for role in ROLES:
+            title = ROLE_TITLES[role]
+            if role in sel.chosen:
+                f = sel.chosen[role]
+                print(f"[ok]      {title}: {f.path}  ({describe_found(f)}; {sel.reasons[role]})")
+                for alt in sel.alternatives.get(role, []):
+                    print(f"          also: {alt.path}  ({describe_found(alt)})")
+            elif role == "w_encoder":
+                print(f"[-]       {title}: none (HyperInverter checkpoints contain their own)")
+            else:
+                print(f"[missing] {title}")
+                for e in sel.missing.get(role, []):
+                    star = "*" if e.default else " "
+                    print(f"        {star} {e.name:38s} {e.description}")
+                print("          get one with `hyperinverter weights download NAME` (* = default)")
+        for path, problem in disc.problems:
+            print(f"[damaged] {path}: {problem}")
+        return 0 if not any(r in sel.missing for r in ("generator", "inverter")) else 1
+    if args.weights_command == "download":
+        return _download(args, entries)
+    raise HyperInverterError("use `hyperinverter weights list` or `hyperinverter weights download NAME`")
+
+
+def _download(args: argparse.Namespace, entries) -> int:
+    from tqdm import tqdm
+
+    from .download import download, record_checksum, recorded_checksums
+    from .weights import download_dir, find_entry
+
+    names = [e.name for e in entries if e.default] if args.name == ["defaults"] else args.name
+    todo = [find_entry(n, entries) for n in names]
+    recorded = recorded_checksums()
+    for entry in todo:
+        folder = args.to if args.to is not None else download_dir(entry)
+        dest = folder / entry.file
+        if dest.exists():
+            print(f"{entry.name}: already present at {dest}", file=sys.stderr)
+            continue
+        expected = entry.sha256 or recorded.get(entry.file, {}).get("sha256")
+        print(f"{entry.name}: downloading {entry.url}\n    -> {dest}", file=sys.stderr)
+        with tqdm(unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, desc=entry.file) as bar:
+            def progress(done: int, total: int | None) -> None:
+                if total is not None and bar.total != total:
+                    bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            result = download(entry.url, dest, expected, progress)
+        state = "verified" if result.verified else "recorded"
+        if not result.verified:
+            record_checksum(entry.file, result.sha256, result.size)
+        print(f"{entry.name}: {result.size} bytes, sha256 {result.sha256} ({state})", file=sys.stderr)
+    return 0
+
+
 def cmd_directions(args: argparse.Namespace) -> int:
     if args.directions_command == "list":
         from .directions import default_directions_dir, load_library
 
         num_ws = res = None
         if args.generator is not None:
-            from .loading import load_generator
+            from .model_cache import load_generator_cached
 
-            g = load_generator(args.generator)
+            g = load_generator_cached(args.generator, _cache())
             num_ws, res = g.num_ws, g.img_resolution
         folder = args.directions or default_directions_dir()
         lib = load_library(folder, num_ws=num_ws, img_resolution=res)
@@ -417,13 +538,13 @@ def cmd_directions(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         from .editing import compute_ganspace, save_ganspace
-        from .loading import load_generator
 
         _refuse_existing([args.output], args.overwrite)
         if args.samples < 2 or args.components < 1:
             raise HyperInverterError("--samples must be >= 2 and --components >= 1")
-        device = resolve_device(args.device)
-        g = load_generator(args.generator).to(device)
+        models = _Models(args)
+        device = models.device
+        g = models.generator
         with tqdm(total=args.samples, unit="z", file=sys.stderr) as bar:
             pca = compute_ganspace(lambda z: g.mapping(z)[:, 0], g.z_dim, args.samples, args.components, args.seed,
                                    progress=bar.update, device=device)
@@ -449,6 +570,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_interpolate(args)
         if args.command == "directions":
             return cmd_directions(args)
+        if args.command == "weights":
+            return cmd_weights(args)
     except HyperInverterError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

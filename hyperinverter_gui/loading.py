@@ -34,9 +34,8 @@ def _load_strict(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], what: 
         problems.append(f"shape mismatch in {len(wrong)} tensors, e.g. {'; '.join(wrong[:3])}")
     if problems:
         raise ModelMismatchError(f"{source}: the {what} does not fit: " + "; ".join(problems))
-    with torch.no_grad():
-        for k, v in own.items():
-            v.copy_(sd[k].to(v.dtype))
+    # Modules are built on the meta device (no random init); the file's tensors become the parameters.
+    module.load_state_dict({k: sd[k].to(own[k].dtype) for k in own}, strict=True, assign=True)
 
 
 def generator_from_state_dict(
@@ -55,7 +54,8 @@ def generator_from_state_dict(
                 f"but the weights say {getattr(derived, attr)}"
             )
     try:
-        g = Generator(cfg)
+        with torch.device("meta"):
+            g = Generator(cfg)
     except ValueError as e:
         raise ModelFileError(f"{source}: {e}") from None
     _load_strict(g, sd, "generator", source)
@@ -163,8 +163,25 @@ def load_hyperinverter(
         if not w_sd:
             raise ModelFileError(f"{checkpoint.name} has no w_encoder.* tensors; give the W-encoder file separately")
     cfg = _hyperinverter_config(sd, w_sd, generator, checkpoint.name)
-    model = HyperInverter(generator, cfg)
-    _load_strict(model.w_encoder, w_sd, "W encoder (E1)", w_source)
-    _load_strict(model.w_bar_encoder, checkpoints.subdict(sd, "w_bar_encoder"), "E2 encoder", checkpoint.name)
-    _load_strict(model.hypernet, checkpoints.subdict(sd, "hypernet"), "hypernetwork", checkpoint.name)
+    return build_hyperinverter(generator, cfg, w_sd, checkpoints.subdict(sd, "w_bar_encoder"),
+                               checkpoints.subdict(sd, "hypernet"), checkpoint.name, w_source)
+
+
+def build_hyperinverter(
+    generator: Generator,
+    cfg: HyperInverterConfig,
+    w_encoder_sd: Mapping[str, torch.Tensor],
+    w_bar_encoder_sd: Mapping[str, torch.Tensor],
+    hypernet_sd: Mapping[str, torch.Tensor],
+    source: str,
+    w_source: str | None = None,
+) -> HyperInverter:
+    """Assemble a HyperInverter from its three state dicts (prefixes removed)."""
+    with torch.device("meta"):
+        model = HyperInverter(torch.nn.Identity(), cfg)  # type: ignore[arg-type]
+    model.generator = generator
+    _load_strict(model.w_encoder, w_encoder_sd, "W encoder (E1)", w_source or source)
+    _load_strict(model.w_bar_encoder, w_bar_encoder_sd, "E2 encoder", source)
+    _load_strict(model.hypernet, hypernet_sd, "hypernetwork", source)
     return model.eval().requires_grad_(False)
+

@@ -148,6 +148,45 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise UnsafeModelFileError("refused to load: unexpected persistent id in pickle")
 
 
+class _TensorStub:
+    """Placeholder for a tensor when only the structure of a pickle is wanted."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class _StructureUnpickler(RestrictedUnpickler):
+    """Same allow-list, but tensors are not materialised (fast look at configs)."""
+
+    _STUBBED = {
+        ("torch.storage", "_load_from_bytes"),
+        ("torch._utils", "_rebuild_tensor_v2"),
+        ("torch._utils", "_rebuild_tensor"),
+        ("torch._utils", "_rebuild_parameter"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._STUBBED:
+            return _TensorStub
+        return super().find_class(module, name)
+
+
+def peek_generator_kwargs(path: str | Path) -> dict[str, Any]:
+    """``G_ema.init_kwargs`` of an NVIDIA pickle without building any tensor."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = _StructureUnpickler(f).load()
+    except (UnsafeModelFileError, ModelFileError):
+        raise
+    except Exception as e:  # noqa: BLE001 - any parse failure means a damaged file
+        raise ModelFileError(f"{path.name} is truncated or corrupt ({type(e).__name__})") from None
+    g = data.get("G_ema") if isinstance(data, dict) else None
+    if not isinstance(g, PersistentObject):
+        raise ModelFileError(f"{path.name} has no generator 'G_ema'")
+    return g.init_kwargs
+
+
 def read_network_pickle(path: str | Path) -> dict[str, Any]:
     """Unpickle an NVIDIA network pickle into plain containers and ``PersistentObject``s."""
     path = Path(path)
