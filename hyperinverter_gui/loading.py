@@ -8,7 +8,7 @@ from typing import Mapping
 
 import torch
 
-from .errors import ModelFileError, ModelMismatchError
+from .errors import ModelFileError, ModelMismatchError, UnsafeModelFileError
 from .formats import checkpoints, nvidia_pickle, sniff
 from .models.encoders import detect_backbone
 from .models.hyperinverter import HyperInverter, HyperInverterConfig
@@ -63,15 +63,34 @@ def generator_from_state_dict(
 
 
 def load_generator(path: str | Path) -> Generator:
-    """A StyleGAN2 generator from an NVIDIA stylegan2-ada-pytorch network pickle."""
+    """A StyleGAN2 generator from any supported file, converted to stylegan2-ada-pytorch names.
+
+    Supported: NVIDIA stylegan2-ada-pytorch network pickles, NVIDIA's original
+    TensorFlow StyleGAN2 pickles (``dnnlib.tflib``), and rosinality
+    stylegan2-pytorch ``.pt`` files (``g_ema``; also the decoder inside e4e /
+    HyperStyle checkpoints). No code from any of the files is executed.
+    """
+    from .formats.rosinality import load_rosinality_generator
+    from .formats.tf_stylegan2 import is_tf_network_pickle, load_tf_generator
+
     path = Path(path)
     kind = sniff.sniff_file(path)
     if kind in ("zip", "torch-legacy"):
-        obj = checkpoints.load_torch_file(path)
-        what = checkpoints.describe_checkpoint(obj)
+        try:
+            obj = checkpoints.load_torch_file(path)
+        except UnsafeModelFileError:
+            obj = None  # rosinality *training* checkpoints hold argparse options; the converter allows those
+        what = checkpoints.describe_checkpoint(obj) if obj is not None else "rosinality_generator"
+        if what in ("rosinality_generator", "e4e", "hyperstyle"):
+            cfg, sd = load_rosinality_generator(path if obj is None else obj)
+            return generator_from_state_dict(cfg, sd, path.name)
         raise ModelFileError(
-            f"{path.name} is {checkpoints.KIND_NAMES[what]}, not an NVIDIA StyleGAN2 network pickle (.pkl)"
+            f"{path.name} is {checkpoints.KIND_NAMES[what]}, not a StyleGAN2 generator "
+            "(an NVIDIA network pickle or a rosinality .pt)"
         )
+    if kind == "pickle" and is_tf_network_pickle(path):
+        cfg, sd = load_tf_generator(path)
+        return generator_from_state_dict(cfg, sd, path.name)
     kwargs, sd = nvidia_pickle.load_stylegan2_ada_pickle(path)
     try:
         cfg = GeneratorConfig.from_stylegan2_ada_kwargs(kwargs)

@@ -106,7 +106,7 @@ def test_missing_files(tmp_path, generator):
 
 
 def test_checkpoint_given_as_generator(model_dir):
-    with pytest.raises(ModelFileError, match="HyperInverter checkpoint, not an NVIDIA"):
+    with pytest.raises(ModelFileError, match="HyperInverter checkpoint, not a StyleGAN2 generator"):
         load_generator(model_dir / "HI.pt")
 
 
@@ -186,12 +186,14 @@ def test_legacy_torch_format_checkpoint_loads(tmp_path, model_dir, generator):
     assert len(m.cfg.targets) == 11
 
 
-def test_tensorflow_pickle_gets_a_specific_message(tmp_path):
+def test_tensorflow_pickle_is_not_read_as_an_ada_pickle(tmp_path):
+    from hyperinverter_gui.formats.nvidia_pickle import read_network_pickle
+
     path = tmp_path / "tf.pkl"
     # The global an old dnnlib.tflib Network pickle starts with.
     path.write_bytes(b"\x80\x03cdnnlib.tflib.network\nNetwork\nq\x00)\x81q\x01}q\x02b.")
     with pytest.raises(ModelFileError, match="TensorFlow"):
-        load_generator(path)
+        read_network_pickle(path)
 
 
 def test_directory_instead_of_file(tmp_path):

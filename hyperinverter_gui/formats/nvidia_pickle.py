@@ -136,8 +136,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             pass
         if module.startswith("dnnlib.tflib"):
             raise ModelFileError(
-                "this is a TensorFlow StyleGAN2 pickle (dnnlib.tflib); it must be converted to the "
-                "stylegan2-ada-pytorch format first"
+                "this is a TensorFlow StyleGAN2 pickle (dnnlib.tflib), not a stylegan2-ada-pytorch one; "
+                "open it with load_generator(), which converts it"
             )
         raise UnsafeModelFileError(
             f"refused to load: the pickle asks for '{module}.{name}', which a network file never needs. "
