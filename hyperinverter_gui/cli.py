@@ -47,6 +47,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--w-encoder", type=Path, default=None, help="separate pSp W-encoder file (default: the checkpoint's own E1)"
     )
     inv.add_argument("--no-align", action="store_true", help="the input is already an FFHQ-aligned crop")
+    inv.add_argument("--face", type=int, default=1, metavar="N",
+                     help="with automatic alignment: which face, 1 = largest (default)")
     inv.add_argument("--output", "-o", type=Path, required=True, help="output PNG (a folder when INPUT is a folder)")
     inv.add_argument("--phase1-output", type=Path, default=None, help="also write the Phase-I image (PNG or folder)")
     inv.add_argument(
@@ -88,6 +90,10 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="interpolate w only and render with the plain generator, for comparison")
     it.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
+    from .alignment_cli import add_parsers as add_alignment_parsers
+
+    add_alignment_parsers(sub)
+
     wt = sub.add_parser("weights", help="list, find and download model files")
     wsub = wt.add_subparsers(dest="weights_command")
     wsub.add_parser("list", help="each role, which file serves it, and what is missing")
@@ -123,6 +129,8 @@ def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool) -> None:
                    help="HyperInverter checkpoint (.pt) for inverting photos (default: found in the weights folders)")
     p.add_argument("--w-encoder", type=Path, default=None, help="separate pSp W-encoder file")
     p.add_argument("--no-align", action="store_true", help="photos are already FFHQ-aligned crops")
+    p.add_argument("--face", type=int, default=1, metavar="N",
+                   help="with automatic alignment: which face, 1 = largest (default)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
 
 
@@ -169,11 +177,6 @@ def cmd_invert(args: argparse.Namespace) -> int:
 
     from .inversion import invert, save_inversion
 
-    if not args.no_align:
-        raise HyperInverterError(
-            "automatic face alignment is not available in this version; pass --no-align with an "
-            "already FFHQ-aligned face crop"
-        )
     if args.batch_size < 1:
         raise HyperInverterError("--batch-size must be at least 1")
     jobs, failures = _plan_jobs(args)
@@ -191,7 +194,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
         batch, images = [], []
         for j in jobs[start : start + args.batch_size]:
             try:
-                images.append(load_image(j.source, res))
+                images.append(photo_tensor(j.source, res, args))
                 batch.append(j)
             except HyperInverterError as e:
                 failures.append(str(e))
@@ -225,6 +228,30 @@ def cmd_invert(args: argparse.Namespace) -> int:
     elif done:
         print(f"wrote {jobs[0].output}", file=sys.stderr)
     return 0 if not failures else 1
+
+
+def photo_tensor(path: Path, resolution: int, args: argparse.Namespace) -> torch.Tensor:
+    """The network input for a photo: as is with --no-align, else its FFHQ-aligned crop."""
+    if getattr(args, "no_align", False):
+        return load_image(path, resolution)
+    from PIL import Image
+
+    from .alignment import align_face, detect_faces, load_photo
+    from .imageio import image_to_tensor
+
+    photo = load_photo(path)
+    found = detect_faces(photo.rgb)
+    notes = getattr(args, "_notes", set())
+    if found.message and found.message not in notes:
+        print(f"note: {found.message}", file=sys.stderr)
+        notes.add(found.message)
+        args._notes = notes
+    face = found.face(max(0, getattr(args, "face", 1) - 1))
+    if len(found.faces) > 1 and getattr(args, "face", 1) == 1:
+        print(f"{path.name}: {len(found.faces)} faces found, using the largest (--face N picks another)",
+              file=sys.stderr)
+    aligned = align_face(photo.rgb, face, output_size=resolution)
+    return image_to_tensor(Image.fromarray(aligned.image))
 
 
 def _refuse_existing(paths: Sequence[Path | None], overwrite: bool) -> None:
@@ -303,11 +330,6 @@ class _Models:
         if self._model is None:
             from .model_cache import load_hyperinverter_cached
 
-            if not self.args.no_align:
-                raise HyperInverterError(
-                    "automatic face alignment is not available in this version; pass --no-align with an "
-                    "already FFHQ-aligned face crop, or give a saved inversion (.safetensors)"
-                )
             self.args.checkpoint = self.checkpoint_path
             self._model = load_hyperinverter_cached(
                 self.args.checkpoint, self.generator, self.args.w_encoder, _cache()
@@ -322,7 +344,7 @@ class _Models:
             r = load_inversion(path).to(self.device)
             self.check_fits(r, path.name)
             return r
-        x = load_image(path, self.generator.img_resolution)
+        x = photo_tensor(path, self.generator.img_resolution, self.args)
         return invert(self.model, x.unsqueeze(0))[0]
 
     def check_fits(self, r, source: str) -> None:
@@ -562,6 +584,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if args.command in ("align", "paste-back"):
+            from .alignment_cli import run as run_alignment
+
+            return run_alignment(args)
         if args.command == "invert":
             return cmd_invert(args)
         if args.command == "edit":

@@ -56,3 +56,31 @@ def inverted(model, photos):
     from hyperinverter_gui.inversion import invert
 
     return invert(model, photos)
+
+
+@pytest.fixture()
+def offline(tmp_path, monkeypatch):
+    """No network and an empty torch hub: face-alignment cannot get its weights."""
+    import socket
+
+    from hyperinverter_gui.alignment import clear_detector_cache
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+
+    def no_network(*args, **kwargs):
+        raise OSError("network disabled in tests")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    clear_detector_cache()
+    yield
+    clear_detector_cache()
+
+
+@pytest.fixture(scope="session")
+def astronaut():
+    from skimage import data
+
+    return data.astronaut()

@@ -1,0 +1,74 @@
+"""Face alignment for real photos (the FFHQ recipe) and pasting edited faces back.
+
+Typical use::
+
+    photo = load_photo("me.jpg")                 # upright 8-bit RGB + ICC/EXIF/alpha
+    found = detect_faces(photo.rgb)              # FAN, or the Haar fallback (found.message says why)
+    aligned = align_face(photo.rgb, found.face(0), output_size=1024)
+    ...edit aligned.image...
+    result = paste_back(photo.rgb, edited, aligned.transform)
+    save_photo("me_edited.jpg", result, like=photo)
+
+No Qt here; everything works headless.
+"""
+
+from .detect import (
+    DetectionResult,
+    Face,
+    clear_detector_cache,
+    detect_faces,
+    face_from_points,
+    fan_weights_dir,
+    fan_weights_present,
+    manual_result,
+)
+from .errors import (
+    AlignmentError,
+    DetectorUnavailableError,
+    FaceIndexError,
+    LandmarkError,
+    NoFaceError,
+    TransformFileError,
+)
+from .geometry import (
+    POINT_NAMES,
+    AlignTransform,
+    as_points5,
+    expected_positions,
+    ffhq_quad,
+    points5_from_68,
+)
+from .photo import Photo, as_rgb_uint8, load_photo, save_photo
+from .warp import AlignedFace, align_face, aligned_mask, paste_back, paste_mask
+
+__all__ = [
+    "AlignTransform",
+    "AlignedFace",
+    "AlignmentError",
+    "DetectionResult",
+    "DetectorUnavailableError",
+    "Face",
+    "FaceIndexError",
+    "LandmarkError",
+    "NoFaceError",
+    "POINT_NAMES",
+    "Photo",
+    "TransformFileError",
+    "align_face",
+    "aligned_mask",
+    "as_points5",
+    "as_rgb_uint8",
+    "clear_detector_cache",
+    "detect_faces",
+    "expected_positions",
+    "face_from_points",
+    "fan_weights_dir",
+    "fan_weights_present",
+    "ffhq_quad",
+    "load_photo",
+    "manual_result",
+    "paste_back",
+    "paste_mask",
+    "points5_from_68",
+    "save_photo",
+]
