@@ -1,8 +1,8 @@
-"""Start HyperInverter Studio (the command-line interface until the desktop editor lands)."""
+"""Start HyperInverter Studio: the desktop editor (`python main.py [PHOTO]`)."""
 
 import sys
 
-from hyperinverter_gui.cli import main
+from hyperinverter_gui._qt.app import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(photo=sys.argv[1] if len(sys.argv) > 1 else None))

@@ -399,6 +399,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from .editing import interpolation_alphas, render_interpolation
     from .imageio import tensor_to_uint8
+    from .media import write_gif, write_mp4
 
     alphas = interpolation_alphas(args.steps)
     if args.fps <= 0:
@@ -422,45 +423,11 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         save_png(img, path, text={"alpha": f"{alpha:.4f}", "mode": "latent-only" if args.latent_only else "w+weights"})
         frames.append(tensor_to_uint8(img))
     if args.gif is not None:
-        _write_gif(frames, args.gif, args.fps)
+        write_gif(frames, args.gif, args.fps)
     if args.mp4 is not None:
-        _write_mp4(frames, args.mp4, args.fps)
+        write_mp4(frames, args.mp4, args.fps)
     print(f"wrote {len(frames)} frames to {out}", file=sys.stderr)
     return 0
-
-
-def _write_gif(frames, path: Path, fps: float) -> None:
-    from PIL import Image
-
-    from .imageio import atomic_write
-
-    seq = [Image.fromarray(f) for f in frames]
-    seq = seq + seq[-2:0:-1]  # ping-pong: A -> B -> A loops smoothly
-
-    def write(tmp: str) -> None:
-        seq[0].save(tmp, format="GIF", save_all=True, append_images=seq[1:], duration=int(1000 / fps), loop=0)
-
-    atomic_write(path, write, ".gif")
-
-
-def _write_mp4(frames, path: Path, fps: float) -> None:
-    import cv2
-
-    from .imageio import atomic_write
-
-    h, w = frames[0].shape[:2]
-
-    def write(tmp: str) -> None:
-        vw = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        if not vw.isOpened():
-            raise HyperInverterError("OpenCV could not open an MP4 writer on this system")
-        try:
-            for f in frames:
-                vw.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-        finally:
-            vw.release()
-
-    atomic_write(path, write, ".mp4")
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
@@ -581,8 +548,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        from ._qt.app import main as gui_main
+
+        return gui_main()
     try:
         if args.command in ("align", "paste-back"):
             from .alignment_cli import run as run_alignment

@@ -1,0 +1,1 @@
+"""The Qt layer: widgets and the engine worker. Only schedules work and shows results."""

@@ -1,0 +1,82 @@
+"""Starting the desktop editor."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ..weights import cache_dir
+
+
+def log_file() -> Path:
+    return cache_dir() / "logs" / "hyperinverter-studio.log"
+
+
+def setup_logging() -> Path | None:
+    path = log_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        logging.basicConfig(
+            filename=str(path), level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        return path
+    except OSError:
+        logging.basicConfig(level=logging.WARNING)
+        return None
+
+
+def apply_theme(theme: str) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        return
+    if theme == "dark":
+        try:
+            import qdarkstyle
+
+            app.setStyleSheet(qdarkstyle.load_stylesheet(qt_api="pyside6"))
+            return
+        except Exception:  # noqa: BLE001 - the app works without the theme
+            logging.getLogger(__name__).warning("qdarkstyle unavailable; using the default theme")
+    app.setStyleSheet("")
+
+
+def main(argv: list[str] | None = None, photo: str | None = None) -> int:
+    """Open the editor (optionally with a photo)."""
+    try:
+        from PySide6.QtWidgets import QApplication
+    except ImportError:
+        print("error: the desktop editor needs PySide6: pip install PySide6-Essentials qdarkstyle", file=sys.stderr)
+        return 2
+    path = setup_logging()
+    logging.getLogger(__name__).info("starting; log file %s", path)
+
+    def excepthook(exc_type, exc, tb):
+        # Never a traceback dialog or a silent death: log it and tell the user.
+        logging.getLogger("hyperinverter_gui").error("unexpected error", exc_info=(exc_type, exc, tb))
+        win = getattr(app, "main_window", None)
+        if win is not None:
+            win.show_error(f"unexpected error: {exc_type.__name__}: {exc} (details in {path})")
+
+    sys.excepthook = excepthook
+    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
+    app.setApplicationName("HyperInverter Studio")
+    app.setOrganizationName("HyperInverterStudio")
+    from PySide6.QtCore import QSettings
+
+    from .main_window import MainWindow
+
+    settings = QSettings("HyperInverterStudio", "HyperInverterStudio")
+    apply_theme(str(settings.value("theme", "dark")))
+    win = MainWindow(settings)
+    app.main_window = win
+    win.show()
+    if photo:
+        win.open_photo(Path(photo))
+    code = app.exec()
+    win.shutdown()
+    os.environ.pop("QT_QPA_PLATFORM", None)
+    return code

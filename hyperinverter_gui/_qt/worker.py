@@ -1,0 +1,235 @@
+"""The engine worker: owns the models and runs every computation on its own QThread.
+
+The GUI talks to it only through queued signals; results come back as signals
+tagged with the job id they answer, so the GUI can drop anything stale.
+Cancellation is a flag the worker checks between stages.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PySide6.QtCore import QObject, Signal, Slot
+
+from ..errors import HyperInverterError
+from ..imageio import tensor_to_uint8
+from ..inversion import InversionResult, WeightDeltas
+
+log = logging.getLogger(__name__)
+
+
+class Cancelled(Exception):
+    pass
+
+
+@dataclass
+class ModelRequest:
+    generator: Path
+    checkpoint: Path | None
+    device: str = "auto"
+
+
+@dataclass
+class AlignRequest:
+    path: Path | None  # photo to open (None: re-align the current rgb with new points)
+    rgb: np.ndarray | None = None
+    points5: np.ndarray | None = None
+    face_index: int = 0
+
+
+@dataclass
+class RenderRequest:
+    token: Any  # the slider state this render shows (echoed back)
+    w: torch.Tensor  # [num_ws, 512]
+    deltas: WeightDeltas | None
+    preview: int | None = None  # stop the synthesis at this resolution while dragging
+    meta: dict = field(default_factory=dict)
+
+
+class EngineWorker(QObject):
+    modelsLoaded = Signal(object)  # dict: generator, checkpoint, device, resolution, num_ws
+    modelsFailed = Signal(str)
+    progress = Signal(int, str, int)  # job, stage, percent
+    aligned = Signal(int, object)  # job, dict
+    phase1Ready = Signal(int, object)  # job, uint8 image
+    inverted = Signal(int, object)  # job, InversionResult on CPU
+    rendered = Signal(object, object, float)  # token, uint8 image, milliseconds
+    failed = Signal(int, str)  # job (-1 for renders), message
+    cancelled = Signal(int)
+    notice = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = None
+        self.generator = None
+        self.device = torch.device("cpu")
+        self._cancel_job = -1
+
+    # Called from the GUI thread: a plain attribute write, read between stages.
+    def request_cancel(self, job: int) -> None:
+        self._cancel_job = job
+
+    def _check(self, job: int) -> None:
+        if self._cancel_job == job:
+            raise Cancelled()
+
+    # --- models ----------------------------------------------------------------
+
+    @Slot(object)
+    def load_models(self, req: ModelRequest) -> None:
+        from ..device import resolve_device
+        from ..model_cache import load_generator_cached, load_hyperinverter_cached
+        from ..weights import cache_dir
+
+        try:
+            t = time.perf_counter()
+            self.device = resolve_device(req.device)
+            cache = cache_dir()
+            self.generator = load_generator_cached(req.generator, cache).to(self.device)
+            self.model = None
+            if req.checkpoint is not None:
+                self.model = load_hyperinverter_cached(req.checkpoint, self.generator, None, cache).to(self.device)
+            self.modelsLoaded.emit({
+                "generator": req.generator.name,
+                "checkpoint": req.checkpoint.name if req.checkpoint else None,
+                "device": str(self.device),
+                "resolution": self.generator.img_resolution,
+                "num_ws": self.generator.num_ws,
+                "seconds": time.perf_counter() - t,
+            })
+        except HyperInverterError as e:
+            self.modelsFailed.emit(str(e))
+        except Exception as e:  # noqa: BLE001 - reported, never a crash
+            log.exception("model loading failed")
+            self.modelsFailed.emit(f"could not load the models: {type(e).__name__}: {e}")
+
+    # --- alignment ---------------------------------------------------------------
+
+    @Slot(int, object)
+    def align(self, job: int, req: AlignRequest) -> None:
+        from ..alignment import align_face, detect_faces, face_from_points, load_photo
+
+        try:
+            out: dict[str, Any] = {}
+            rgb = req.rgb
+            if req.path is not None:
+                self.progress.emit(job, "Opening photo", 2)
+                photo = load_photo(req.path)
+                rgb = photo.rgb
+                out["rgb"] = rgb
+            assert rgb is not None
+            self._check(job)
+            if req.points5 is None:
+                self.progress.emit(job, "Finding the face", 5)
+                found = detect_faces(rgb)
+                out.update(faces=found.faces, detector=found.detector, message=found.message)
+                face = found.face(req.face_index)
+                out["face_index"] = req.face_index
+            else:
+                face = face_from_points(req.points5, (rgb.shape[1], rgb.shape[0]))
+            self._check(job)
+            self.progress.emit(job, "Aligning", 10)
+            res = self.generator.img_resolution if self.generator is not None else 1024
+            aligned = align_face(rgb, face, output_size=res)
+            out.update(aligned=aligned.image, transform=aligned.transform, points5=np.asarray(face.points5))
+            self.aligned.emit(job, out)
+        except Cancelled:
+            self.cancelled.emit(job)
+        except HyperInverterError as e:
+            self.failed.emit(job, str(e))
+        except Exception as e:  # noqa: BLE001
+            log.exception("alignment failed")
+            self.failed.emit(job, f"alignment failed: {type(e).__name__}: {e}")
+
+    # --- inversion ---------------------------------------------------------------
+
+    @Slot(int, object)
+    def invert(self, job: int, aligned_rgb: np.ndarray) -> None:
+        try:
+            self._invert(job, aligned_rgb)
+        except Cancelled:
+            self.cancelled.emit(job)
+        except torch.cuda.OutOfMemoryError:
+            log.warning("GPU out of memory; retrying on CPU")
+            self.notice.emit("The GPU ran out of memory: continuing on the CPU.")
+            try:
+                self._to_cpu()
+                self._invert(job, aligned_rgb)
+            except Cancelled:
+                self.cancelled.emit(job)
+            except Exception as e:  # noqa: BLE001
+                self.failed.emit(job, f"inversion failed: {e}")
+        except HyperInverterError as e:
+            self.failed.emit(job, str(e))
+        except Exception as e:  # noqa: BLE001
+            log.error("inversion failed\n%s", traceback.format_exc())
+            self.failed.emit(job, f"inversion failed: {type(e).__name__}: {e}")
+
+    def _to_cpu(self) -> None:
+        self.device = torch.device("cpu")
+        if self.model is not None:
+            self.model = self.model.cpu()
+            self.generator = self.model.generator
+        elif self.generator is not None:
+            self.generator = self.generator.cpu()
+
+    @torch.no_grad()
+    def _invert(self, job: int, aligned_rgb: np.ndarray) -> None:
+        from ..models.hyperinverter import resize_for_encoder
+
+        if self.model is None:
+            raise HyperInverterError("no HyperInverter checkpoint is loaded: see the model panel")
+        m = self.model
+        x = torch.from_numpy(np.array(aligned_rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div(127.5).sub(1)
+        x = x.unsqueeze(0).to(self.device)
+        self._check(job)
+        self.progress.emit(job, "Phase I: encoding", 15)
+        x256 = resize_for_encoder(x)
+        ws = m.encode_w(x256)
+        self._check(job)
+        self.progress.emit(job, "Phase I: synthesis", 30)
+        phase1 = m.generator.synthesis(ws)
+        self.phase1Ready.emit(job, tensor_to_uint8(phase1[0]))
+        self._check(job)
+        self.progress.emit(job, "Phase II: encoding the photo", 50)
+        photo_features = m.w_bar_encoder(x256)
+        self._check(job)
+        self.progress.emit(job, "Phase II: encoding the Phase-I image", 62)
+        image_features = m.w_bar_encoder(resize_for_encoder(phase1))
+        self._check(job)
+        self.progress.emit(job, "Phase II: hypernetwork", 75)
+        deltas = m.hypernet(image_features, photo_features)
+        self._check(job)
+        self.progress.emit(job, "Phase II: synthesis", 85)
+        final = m.generator.synthesis(ws, deltas)
+        self._check(job)
+        result = InversionResult(
+            ws[0].cpu(), WeightDeltas({k: v[0].cpu() for k, v in deltas.items()}), phase1[0].cpu(), final[0].cpu()
+        )
+        self.progress.emit(job, "Done", 100)
+        self.inverted.emit(job, result)
+
+    # --- rendering ---------------------------------------------------------------
+
+    @Slot(object)
+    def render(self, req: RenderRequest) -> None:
+        try:
+            if self.generator is None:
+                raise HyperInverterError("no generator is loaded")
+            t = time.perf_counter()
+            deltas = None if req.deltas is None else {k: v.to(self.device).unsqueeze(0) for k, v in req.deltas.items()}
+            with torch.no_grad():
+                img = self.generator.synthesis(req.w.to(self.device).unsqueeze(0), deltas,
+                                               max_resolution=req.preview)[0]
+            self.rendered.emit(req.token, tensor_to_uint8(img), (time.perf_counter() - t) * 1000)
+        except Exception as e:  # noqa: BLE001
+            log.exception("render failed")
+            self.failed.emit(-1, f"could not render: {e}")
+            self.rendered.emit(req.token, None, 0.0)

@@ -1,0 +1,242 @@
+"""The desktop editor, offscreen, with tiny seeded models (pytest-qt)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings  # noqa: E402
+
+from hyperinverter_gui.editing import Direction, apply_edits  # noqa: E402
+from hyperinverter_gui.errors import HyperInverterError  # noqa: E402
+from hyperinverter_gui.imageio import tensor_to_uint8  # noqa: E402
+
+LONG = 120_000  # ms; inversions take a few seconds on a loaded 2-core machine
+
+
+@pytest.fixture()
+def directions_dir(tmp_path):
+    d = tmp_path / "directions"
+    d.mkdir()
+    g = torch.Generator().manual_seed(11)
+    torch.save(torch.randn(1, 512, generator=g) * 0.5, d / "age.pt")
+    (d / "manifest.toml").write_text('[[slider]]\nname = "age"\nlabel = "Age"\ngroup = "InterFaceGAN"\n'
+                                     'kind = "interfacegan"\nfile = "age.pt"\nrange = [-5.0, 5.0]\n')
+    return d
+
+
+@pytest.fixture()
+def window(qtbot, tmp_path, model_dir, directions_dir, offline, monkeypatch):
+    from hyperinverter_gui._qt.main_window import MainWindow
+
+    monkeypatch.setenv("HYPERINVERTER_CACHE", str(tmp_path / "cache"))
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    win = MainWindow(settings, directions_dir=directions_dir)
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.worker.modelsLoaded, timeout=LONG):
+        win.models_panel.refresh(model_paths={"generator": model_dir / "G.pkl", "inverter": model_dir / "HI.pt"})
+    win.resize(1200, 800)
+    win.show()
+    yield win
+    win.shutdown()
+
+
+@pytest.fixture()
+def photos_on_disk(tmp_path, astronaut):
+    a = tmp_path / "astronaut.jpg"
+    Image.fromarray(astronaut).save(a, quality=95)
+    b = tmp_path / "astronaut_mirrored.png"
+    Image.fromarray(np.ascontiguousarray(astronaut[:, ::-1])).save(b)
+    return a, b
+
+
+def _open_and_invert(qtbot, win, path):
+    with qtbot.waitSignal(win.worker.inverted, timeout=LONG, check_params_cb=lambda job, r: job == win.job):
+        win.open_photo(path)
+    qtbot.waitUntil(lambda: win.session.inversion is not None, timeout=LONG)
+
+
+def _idle(qtbot, win):
+    qtbot.waitUntil(lambda: not win.scheduler.busy, timeout=LONG)
+
+
+def test_open_invert_and_drag_a_slider_200_times(qtbot, window, photos_on_disk):
+    win = window
+    _open_and_invert(qtbot, win, photos_on_disk[0])
+    assert win.session.detector == "haar" and win.notice_banner.isVisible()  # told: approximate landmarks
+    assert np.array_equal(win._displayed_edit, tensor_to_uint8(win.session.inversion.image))
+    slider = win.slider_panel.sliders["age"]
+    assert slider.isEnabled()
+    renders_before = win.render_count
+    slider.sliderPressed.emit()
+    slider.setSliderDown(True)
+    for i in range(1, 201):
+        slider.setValue(i)  # 200 quick moves, no event processing in between
+        if i % 50 == 0:
+            qtbot.wait(1)
+    slider.setSliderDown(False)
+    slider.sliderReleased.emit()
+    _idle(qtbot, win)
+    assert win.session.value("age") == 2.0
+    made = win.render_count - renders_before
+    assert 1 <= made <= 10, made  # coalesced: a handful of renders, not 200
+    # The final value is what is shown, at full resolution, with the photo's own weights.
+    inv = win.session.inversion
+    w = apply_edits(inv.w, [(win.directions["age"], 2.0)])
+    with torch.no_grad():
+        expected = win.worker.generator.synthesis(w[None], inv.deltas.batched())[0]
+    assert np.array_equal(win._displayed_edit, tensor_to_uint8(expected))
+    assert "render" in win.render_label.text()
+    assert win.undo_stack.count() == 1  # the whole drag is one undo step
+
+
+def test_undo_redo(qtbot, window, photos_on_disk):
+    win = window
+    _open_and_invert(qtbot, win, photos_on_disk[0])
+    slider = win.slider_panel.sliders["age"]
+    slider.sliderPressed.emit()
+    slider.setSliderDown(True)
+    slider.setValue(150)
+    slider.setSliderDown(False)
+    slider.sliderReleased.emit()
+    _idle(qtbot, win)
+    win.slider_panel.sliders["age"].setValue(-100)  # a click/keyboard change: its own step
+    _idle(qtbot, win)
+    assert win.undo_stack.count() == 2 and win.session.value("age") == -1.0
+    win.undo_stack.undo()
+    assert win.session.value("age") == 1.5 and slider.value() == 150
+    win.undo_stack.undo()
+    assert win.session.value("age") == 0.0 and slider.value() == 0
+    _idle(qtbot, win)
+    assert np.array_equal(win._displayed_edit, tensor_to_uint8(win.session.inversion.image))
+    win.undo_stack.redo()
+    assert win.session.value("age") == 1.5
+    win.reset_all()
+    assert win.session.values == {}
+    win.undo_stack.undo()
+    assert win.session.value("age") == 1.5
+
+
+def test_cancel_mid_inversion(qtbot, window, photos_on_disk):
+    win = window
+    with qtbot.waitSignal(win.worker.phase1Ready, timeout=LONG):
+        job = win.open_photo(photos_on_disk[0])
+    win.cancel()
+    with qtbot.waitSignal(win.worker.cancelled, timeout=LONG, check_params_cb=lambda j: j == job):
+        pass
+    assert win.session.inversion is None
+    assert win.stage_label.text() == "Cancelled" and not win.cancel_button.isEnabled()
+
+
+def test_open_a_second_photo_mid_inversion(qtbot, window, photos_on_disk):
+    win = window
+    results = {}
+    win.worker.inverted.connect(lambda job, r: results.setdefault(job, r))
+    with qtbot.waitSignal(win.worker.aligned, timeout=LONG):
+        first = win.open_photo(photos_on_disk[0])
+    second = win.open_photo(photos_on_disk[1])
+    qtbot.waitUntil(lambda: second in results and win.session.inversion is not None, timeout=LONG)
+    qtbot.wait(200)
+    # Whatever the first run produced (it is cancelled between stages), only the second is shown.
+    assert win.session.inversion is results[second]
+    assert first not in results or results[first] is not win.session.inversion
+    assert win.session.photo_path == photos_on_disk[1]
+    # What is shown is the second photo's inversion: aligned crop of the mirrored photo.
+    from hyperinverter_gui.alignment import align_face, detect_faces, load_photo
+
+    rgb = load_photo(photos_on_disk[1]).rgb
+    aligned = align_face(rgb, detect_faces(rgb, detector="haar").face(0), output_size=32).image
+    assert np.array_equal(win.session.aligned_rgb, aligned)
+
+
+def test_export_writes_metadata_and_never_overwrites(qtbot, window, photos_on_disk, tmp_path):
+    win = window
+    _open_and_invert(qtbot, win, photos_on_disk[0])
+    win.apply_value("age", 1.0)
+    _idle(qtbot, win)
+    out = tmp_path / "edited.png"
+    win.export_to(out)
+    im = Image.open(out)
+    assert im.size == (32, 32) and im.text["edits"] == "age=+1" and im.text["checkpoint"] == "HI.pt"
+    assert np.array_equal(np.asarray(im), win._displayed_edit)
+    before = out.read_bytes()
+    with pytest.raises(HyperInverterError, match="exists"):
+        win.export_to(out)
+    assert out.read_bytes() == before
+    photo_out = tmp_path / "photo_edited.png"
+    win.export_to(photo_out, mode="photo")
+    assert Image.open(photo_out).size == (512, 512)
+    # Sessions: save, reopen, same sliders without re-inverting.
+    sess = tmp_path / "a.hisession"
+    win.session.save(sess)
+    win.open_session(sess)
+    assert win.session.value("age") == 1.0 and win.slider_panel.sliders["age"].value() == 100
+
+
+def test_interpolation_endpoints(qtbot, window, inverted):
+    win = window
+    panel = win.interp
+    panel.set_result("A", inverted[0])
+    panel.set_result("B", inverted[1])
+    assert np.array_equal(panel.frame, tensor_to_uint8(inverted[0].image))
+    panel.alpha.setValue(100)
+    qtbot.waitUntil(lambda: not panel.scheduler.busy, timeout=LONG)
+    assert np.array_equal(panel.frame, tensor_to_uint8(inverted[1].image))
+    panel.alpha.setValue(50)
+    qtbot.waitUntil(lambda: panel.frame is not None and "0.50" in panel.frame_view.caption, timeout=LONG)
+    assert not np.array_equal(panel.frame, tensor_to_uint8(inverted[0].image))
+
+
+def test_missing_model_panel(qtbot, tmp_path, offline):
+    from hyperinverter_gui._qt.main_window import MainWindow
+
+    empty = tmp_path / "no_models"
+    empty.mkdir()
+    win = MainWindow(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), weights_dirs=[empty])
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        assert win.models_panel.isVisible()
+        text = win.models_panel.title.text()
+        assert "missing" in text and "stylegan2-ffhq-config-f.pkl" in text and "drive.google.com" in text
+        assert win.open_action.isEnabled()  # the window stays usable
+    finally:
+        win.shutdown()
+
+
+def test_unreadable_file_shows_a_message_and_the_app_stays_usable(qtbot, window, photos_on_disk, tmp_path):
+    win = window
+    bad = tmp_path / "holiday.jpg"
+    bad.write_text("not really a photo")
+    with qtbot.waitSignal(win.worker.failed, timeout=LONG):
+        win.open_photo(bad)
+    # The worker's signal reaches the window through the event loop.
+    qtbot.waitUntil(lambda: win.error_banner.isVisible(), timeout=LONG)
+    assert "holiday.jpg" in win.error_banner.text() and "Traceback" not in win.error_banner.text()
+    _open_and_invert(qtbot, win, photos_on_disk[0])
+    assert win.session.inversion is not None
+
+
+def test_session_object_without_widgets(inverted, tmp_path):
+    from hyperinverter_gui.session import EditSession, RenderScheduler
+
+    s = EditSession()
+    s.reset_photo(tmp_path / "x.png", None)
+    s.inversion = inverted[0]
+    s.set_value("age", 2.0)
+    s.set_value("smile", 0.0)
+    assert s.values == {"age": 2.0}
+    d = {"age": Direction("age", torch.ones(1, 512))}
+    assert [(x.name, v) for x, v in s.edits(d)] == [("age", 2.0)]
+    s.save(tmp_path / "s.hisession")
+    back = EditSession.load(tmp_path / "s.hisession")
+    assert back.values == {"age": 2.0} and torch.equal(back.inversion.w, inverted[0].w)
+    sched = RenderScheduler()
+    assert sched.request(1) == 1 and sched.request(2) is None and sched.request(3) is None
+    assert sched.finished(1) == 3  # 2 was superseded: only the newest is rendered
+    assert sched.finished(3) is None and not sched.busy
