@@ -240,3 +240,27 @@ def test_session_object_without_widgets(inverted, tmp_path):
     assert sched.request(1) == 1 and sched.request(2) is None and sched.request(3) is None
     assert sched.finished(1) == 3  # 2 was superseded: only the newest is rendered
     assert sched.finished(3) is None and not sched.busy
+
+
+def test_no_face_lets_the_user_place_the_points(qtbot, window, tmp_path, photos_on_disk):
+    from skimage import data
+
+    win = window
+    path = tmp_path / "coffee.png"
+    Image.fromarray(data.coffee()).save(path)
+    with qtbot.waitSignal(win.worker.aligned, timeout=LONG):
+        win.open_photo(path)
+    qtbot.waitUntil(lambda: win.error_banner.isVisible(), timeout=LONG)
+    assert "no face" in win.error_banner.text().lower()
+    assert win.photo_view.points is not None and win.session.inversion is None
+    # Dragging the points (here: onto the astronaut's face in a new photo) aligns and inverts.
+    from alignment_helpers import ASTRONAUT_POINTS
+
+    win.session.reset_photo(photos_on_disk[0], None)
+    from hyperinverter_gui.alignment import load_photo
+
+    win.session.photo_rgb = load_photo(photos_on_disk[0]).rgb
+    with qtbot.waitSignal(win.worker.inverted, timeout=LONG):
+        win._points_edited(ASTRONAUT_POINTS.copy())
+    qtbot.waitUntil(lambda: win.session.inversion is not None, timeout=LONG)
+    assert win.session.aligned_rgb.shape == (32, 32, 3)

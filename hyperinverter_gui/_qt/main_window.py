@@ -393,6 +393,16 @@ class MainWindow(QMainWindow):
             s.detector, s.detector_message = out.get("detector", ""), out.get("message")
             if s.detector_message:
                 self.show_notice(s.detector_message)
+        if "no_face" in out:
+            from .worker import default_points
+
+            h, w = s.photo_rgb.shape[:2]
+            s.points5 = default_points(w, h)
+            self.photo_view.set_overlay([], 0, s.points5, True)
+            self.show_error(out["no_face"] + " Drag the five points onto the eyes, nose tip and mouth corners.")
+            self._finish_job("No face found: place the points by hand")
+            self.progress.setValue(0)
+            return
         s.points5 = out["points5"]
         s.aligned_rgb, s.transform = out["aligned"], out["transform"]
         self.photo_view.set_overlay([f.box for f in s.faces], s.face_index, s.points5, s.detector == "haar")

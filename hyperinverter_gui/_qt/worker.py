@@ -53,6 +53,20 @@ class RenderRequest:
     meta: dict = field(default_factory=dict)
 
 
+def _no_face_message(found) -> str:
+    from ..alignment.detect import no_face_error
+
+    return str(no_face_error(found))
+
+
+def default_points(width: int, height: int) -> np.ndarray:
+    """Five points of a typical frontal face in the middle of a photo, for placing by hand."""
+    s = 0.18 * min(width, height)
+    cx, cy = width / 2, height / 2
+    return np.array([(cx - s, cy - 0.3 * s), (cx + s, cy - 0.3 * s), (cx, cy + 0.35 * s),
+                     (cx - 0.75 * s, cy + s), (cx + 0.75 * s, cy + s)], dtype=np.float64)
+
+
 class EngineWorker(QObject):
     modelsLoaded = Signal(object)  # dict: generator, checkpoint, device, resolution, num_ws
     modelsFailed = Signal(str)
@@ -130,6 +144,11 @@ class EngineWorker(QObject):
                 self.progress.emit(job, "Finding the face", 5)
                 found = detect_faces(rgb)
                 out.update(faces=found.faces, detector=found.detector, message=found.message)
+                if not found.faces:
+                    # Show the photo anyway: the user can place the points by hand.
+                    out["no_face"] = _no_face_message(found)
+                    self.aligned.emit(job, out)
+                    return
                 face = found.face(req.face_index)
                 out["face_index"] = req.face_index
             else:
