@@ -14,8 +14,6 @@ persistence hook is replaced by a function that keeps ``class_name`` and
 
 from __future__ import annotations
 
-import _compat_pickle
-import codecs
 import collections
 import io
 import pickle
@@ -33,6 +31,7 @@ except ImportError:  # pragma: no cover - numpy 1.x
 
 from ..errors import ModelFileError, UnsafeModelFileError
 from . import sniff
+from .safe_pickle import AllowListUnpickler, EasyDict, codecs_encode
 
 
 @dataclass
@@ -71,10 +70,6 @@ def _as_tensor(value: Any, name: str) -> torch.Tensor:
     return value.detach().to(torch.float32) if value.is_floating_point() else value.detach()
 
 
-class _EasyDict(dict):
-    """Stand-in for ``dnnlib.util.EasyDict`` (a dict with attribute access)."""
-
-
 def _reconstruct_persistent_obj(meta: Any) -> PersistentObject:
     if not isinstance(meta, dict) or meta.get("type") != "class" or "class_name" not in meta:
         raise ModelFileError("malformed persistent object in network pickle")
@@ -94,17 +89,10 @@ def _load_storage_from_bytes(data: bytes) -> Any:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
-def _codecs_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-    # Protocol-2 pickles encode bytes as latin-1 strings through _codecs.encode.
-    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8"):
-        raise UnsafeModelFileError("unexpected use of _codecs.encode in pickle")
-    return codecs.encode(obj, encoding, errors)
-
-
 _ALLOWED: dict[tuple[str, str], Callable[..., Any] | type] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
-    ("dnnlib.util", "EasyDict"): _EasyDict,
-    ("dnnlib", "EasyDict"): _EasyDict,
+    ("dnnlib.util", "EasyDict"): EasyDict,
+    ("dnnlib", "EasyDict"): EasyDict,
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
@@ -113,7 +101,7 @@ _ALLOWED: dict[tuple[str, str], Callable[..., Any] | type] = {
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
     ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
     ("torch", "Size"): torch.Size,
-    ("_codecs", "encode"): _codecs_encode,
+    ("_codecs", "encode"): codecs_encode,
     ("numpy", "dtype"): np.dtype,
     ("numpy", "ndarray"): np.ndarray,
 }
@@ -122,30 +110,18 @@ for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
     _ALLOWED[(_mod, "_reconstruct")] = _multiarray._reconstruct
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only the allow-list above and refuses everything else."""
+class RestrictedUnpickler(AllowListUnpickler):
+    """Reads stylegan2-ada-pytorch network pickles through the allow-list above."""
 
-    def find_class(self, module: str, name: str) -> Any:
-        # Protocol-2 pickles written by Python 3 name Python 2 modules (__builtin__, copy_reg).
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            pass
+    allowed = _ALLOWED
+
+    def refuse(self, module: str, name: str) -> None:
         if module.startswith("dnnlib.tflib"):
             raise ModelFileError(
                 "this is a TensorFlow StyleGAN2 pickle (dnnlib.tflib), not a stylegan2-ada-pytorch one; "
                 "open it with load_generator(), which converts it"
             )
-        raise UnsafeModelFileError(
-            f"refused to load: the pickle asks for '{module}.{name}', which a network file never needs. "
-            "Nothing from the file was executed."
-        )
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafeModelFileError("refused to load: unexpected persistent id in pickle")
+        super().refuse(module, name)
 
 
 class _TensorStub:

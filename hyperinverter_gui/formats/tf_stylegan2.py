@@ -35,8 +35,6 @@ names of stylegan2-ada-pytorch's ``Generator`` (the names our
 
 from __future__ import annotations
 
-import _compat_pickle
-import codecs
 import collections
 import math
 import pickle
@@ -55,6 +53,7 @@ except ImportError:  # pragma: no cover - numpy 1.x
 from ..errors import ModelFileError, UnsafeModelFileError
 from ..models.stylegan2 import GeneratorConfig
 from . import sniff
+from .safe_pickle import AllowListUnpickler, EasyDict, codecs_encode
 
 TF_NETWORK_MODULE = "dnnlib.tflib.network"
 
@@ -146,17 +145,6 @@ class _NetworkStandIn:
         )
 
 
-class _EasyDict(dict):
-    """Stand-in for ``dnnlib.util.EasyDict``."""
-
-
-def _codecs_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-    # Protocol-2 pickles written by Python 3 encode bytes as latin-1 strings.
-    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8"):
-        raise UnsafeModelFileError("refused to load: unexpected use of _codecs.encode in pickle")
-    return codecs.encode(obj, encoding, errors)
-
-
 def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
     # Protocol-5 numpy pickles; only numeric dtypes are accepted.
     dtype = np.dtype(dtype)
@@ -167,10 +155,10 @@ def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
 
 _ALLOWED: dict[tuple[str, str], Callable[..., Any] | type] = {
     (TF_NETWORK_MODULE, "Network"): _NetworkStandIn,
-    ("dnnlib.util", "EasyDict"): _EasyDict,
-    ("dnnlib", "EasyDict"): _EasyDict,
+    ("dnnlib.util", "EasyDict"): EasyDict,
+    ("dnnlib", "EasyDict"): EasyDict,
     ("collections", "OrderedDict"): collections.OrderedDict,
-    ("_codecs", "encode"): _codecs_encode,
+    ("_codecs", "encode"): codecs_encode,
     ("numpy", "dtype"): np.dtype,
     ("numpy", "ndarray"): np.ndarray,
 }
@@ -181,29 +169,19 @@ for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
     _ALLOWED[(_mod, "_frombuffer")] = _frombuffer
 
 
-class TFNetworkUnpickler(pickle.Unpickler):
+class TFNetworkUnpickler(AllowListUnpickler):
     """Resolves only the allow-list above; refuses every other global before it runs."""
 
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            pass
+    allowed = _ALLOWED
+    kind = "TensorFlow network pickle"
+
+    def refuse(self, module: str, name: str) -> None:
         if module == "torch_utils.persistence":
             raise ModelFileError(
                 "this is a PyTorch network pickle (stylegan2-ada-pytorch format), not a TensorFlow one; "
                 "load it as an NVIDIA stylegan2-ada-pytorch generator"
             )
-        raise UnsafeModelFileError(
-            f"refused to load: the pickle asks for '{module}.{name}', which a TensorFlow network pickle "
-            "never needs. Nothing from the file was executed."
-        )
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafeModelFileError("refused to load: unexpected persistent id in pickle")
+        super().refuse(module, name)
 
 
 def is_tf_network_pickle(path: str | Path) -> bool:
