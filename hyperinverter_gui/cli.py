@@ -57,6 +57,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     inv.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
     inv.add_argument("--batch-size", type=int, default=4, help="images inverted together (default 4)")
+    _backend_args(inv)
     inv.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
     ed = sub.add_parser(
@@ -127,11 +128,21 @@ def _model_args(p: argparse.ArgumentParser, checkpoint_required: bool) -> None:
                    help="StyleGAN2 generator file (default: found in the weights folders)")
     p.add_argument("--checkpoint", "-c", type=Path, default=None,
                    help="HyperInverter checkpoint (.pt) for inverting photos (default: found in the weights folders)")
-    p.add_argument("--w-encoder", type=Path, default=None, help="separate pSp W-encoder file")
+    p.add_argument("--w-encoder", type=Path, default=None,
+                   help="separate pSp W-encoder file (HyperStyle: its faces_w_encoder.pt)")
     p.add_argument("--no-align", action="store_true", help="photos are already FFHQ-aligned crops")
     p.add_argument("--face", type=int, default=1, metavar="N",
                    help="with automatic alignment: which face, 1 = largest (default)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
+    _backend_args(p)
+
+
+def _backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("hyperinverter", "hyperstyle"), default="hyperinverter",
+                   help="inversion method for photos (default hyperinverter); hyperstyle needs its checkpoint "
+                        "(-c) and W encoder (--w-encoder), found in the weights folders when not given")
+    p.add_argument("--iterations", type=int, choices=range(1, 6), default=5, metavar="{1..5}",
+                   help="HyperStyle refinement steps (default 5)")
 
 
 def _plan_jobs(args: argparse.Namespace) -> tuple[list[_Job], list[str]]:
@@ -175,7 +186,7 @@ def _plan_jobs(args: argparse.Namespace) -> tuple[list[_Job], list[str]]:
 def cmd_invert(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .inversion import invert, save_inversion
+    from .inversion import save_inversion
 
     if args.batch_size < 1:
         raise HyperInverterError("--batch-size must be at least 1")
@@ -186,7 +197,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
     model = models.model.to(device)
     print(f"models loaded in {time.perf_counter() - t0:.1f} s on {device}", file=sys.stderr)
     res = model.generator.img_resolution
-    meta = {"generator": models.generator_path.name, "checkpoint": models.checkpoint_path.name}
+    meta = models.metadata()
     done = 0
     multi = args.input.is_dir()
     bar = tqdm(total=len(jobs), unit="img", disable=not multi, file=sys.stderr)
@@ -202,7 +213,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
         if not batch:
             continue
         try:
-            results = invert(model, torch.stack(images))
+            results = models.invert(torch.stack(images))
         except torch.cuda.OutOfMemoryError:
             raise HyperInverterError("the GPU ran out of memory; try --batch-size 1 or --device cpu") from None
         for j, r in zip(batch, results):
@@ -290,8 +301,47 @@ class _Models:
             self._selection = select(discover(), overrides)
         return self._selection
 
+    @property
+    def backend(self) -> str:
+        return getattr(self.args, "backend", "hyperinverter")
+
+    def note_inputs(self, paths: Sequence[Path]) -> None:
+        """Saved HyperStyle results belong with the generator inside the HyperStyle checkpoint."""
+        if getattr(self.args, "generator", None) is not None or self._generator is not None:
+            return
+        from safetensors import safe_open
+
+        for p in paths:
+            if p.suffix.lower() != ".safetensors" or not p.exists():
+                continue
+            try:
+                with safe_open(str(p), framework="pt") as f:
+                    backend = (f.metadata() or {}).get("backend")
+            except Exception:  # noqa: BLE001 - reported properly when the file is loaded
+                continue
+            if backend == "hyperstyle":
+                self.args.generator = self._path("hyperstyle", "--checkpoint")
+                return
+
+    def metadata(self) -> dict[str, str]:
+        if self.backend == "hyperstyle":
+            return {"backend": "hyperstyle", "checkpoint": self.checkpoint_path.name,
+                    "iterations": str(self.args.iterations)}
+        return {"generator": self.generator_path.name, "checkpoint": self.checkpoint_path.name}
+
+    def invert(self, images: torch.Tensor) -> list:
+        if self.backend == "hyperstyle":
+            from .hyperstyle import invert_hyperstyle
+
+            return invert_hyperstyle(self.model, images, self.args.iterations)
+        from .inversion import invert
+
+        return invert(self.model, images)
+
     def _path(self, role: str, flag: str) -> Path:
-        given = getattr(self.args, {"generator": "generator", "inverter": "checkpoint"}[role], None)
+        attr = {"generator": "generator", "inverter": "checkpoint", "hyperstyle": "checkpoint",
+                "hyperstyle_w_encoder": "w_encoder"}[role]
+        given = getattr(self.args, attr, None)
         if given is not None:
             return given
         sel = self._select()
@@ -314,10 +364,14 @@ class _Models:
 
     @property
     def checkpoint_path(self) -> Path:
+        if self.backend == "hyperstyle":
+            return self._path("hyperstyle", "--checkpoint")
         return self._path("inverter", "--checkpoint")
 
     @property
     def generator(self):
+        if self._generator is None and self.backend == "hyperstyle" and getattr(self.args, "generator", None) is None:
+            self._generator = self.model.generator  # HyperStyle files carry their own generator
         if self._generator is None:
             from .model_cache import load_generator_cached
 
@@ -330,6 +384,13 @@ class _Models:
         if self._model is None:
             from .model_cache import load_hyperinverter_cached
 
+            if self.backend == "hyperstyle":
+                from .hyperstyle import load_hyperstyle
+
+                self.args.checkpoint = self.checkpoint_path
+                self.args.w_encoder = self._path("hyperstyle_w_encoder", "--w-encoder")
+                self._model = load_hyperstyle(self.args.checkpoint, self.args.w_encoder).to(self.device)
+                return self._model
             self.args.checkpoint = self.checkpoint_path
             self._model = load_hyperinverter_cached(
                 self.args.checkpoint, self.generator, self.args.w_encoder, _cache()
@@ -338,14 +399,15 @@ class _Models:
 
     def inversion(self, path: Path):
         """A saved inversion file, or a photo inverted now."""
-        from .inversion import invert, load_inversion
+        from .inversion import load_inversion
 
         if path.suffix.lower() == ".safetensors":
+            self.note_inputs([path])
             r = load_inversion(path).to(self.device)
             self.check_fits(r, path.name)
             return r
         x = photo_tensor(path, self.generator.img_resolution, self.args)
-        return invert(self.model, x.unsqueeze(0))[0]
+        return self.invert(x.unsqueeze(0))[0]
 
     def check_fits(self, r, source: str) -> None:
         from .errors import ModelMismatchError
@@ -370,6 +432,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     edits = [parse_edit(e) for e in args.edit]
     _refuse_existing([args.output, args.save_inversion], args.overwrite)
     models = _Models(args)
+    models.note_inputs([args.input])
     g = models.generator
     lib = load_library(args.directions, num_ws=g.num_ws, img_resolution=g.img_resolution)
     names = [n for n, _ in edits]
@@ -415,6 +478,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         except ImportError:
             raise HyperInverterError("MP4 export needs opencv-python (pip install 'opencv-python<5')") from None
     models = _Models(args)
+    models.note_inputs([args.a, args.b])
     a, b = models.inversion(args.a), models.inversion(args.b)
     out.mkdir(parents=True, exist_ok=True)
     frames = []
@@ -431,7 +495,9 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    from .weights import ROLE_TITLES, ROLES, describe_found, discover, load_manifest, select, weights_dirs
+    from .weights import (
+        OPTIONAL_ROLES, ROLE_TITLES, ROLES, describe_found, discover, load_manifest, select, weights_dirs,
+    )
 
     entries = load_manifest()
     if args.weights_command == "list":
@@ -447,6 +513,9 @@ def cmd_weights(args: argparse.Namespace) -> int:
                     print(f"          also: {alt.path}  ({describe_found(alt)})")
             elif role == "w_encoder":
                 print(f"[-]       {title}: none (HyperInverter checkpoints contain their own)")
+            elif role in OPTIONAL_ROLES:
+                names = ", ".join(e.name for e in sel.missing.get(role, []))
+                print(f"[-]       {title}: none" + (f" (download: {names})" if names else ""))
             else:
                 print(f"[missing] {title}")
                 for e in sel.missing.get(role, []):

@@ -19,13 +19,16 @@ from .errors import HyperInverterError, ModelFileError
 from .formats import checkpoints, sniff
 
 APP_NAME = "hyperinverter-studio"
-ROLES = ("generator", "inverter", "w_encoder", "landmarks")
+ROLES = ("generator", "inverter", "w_encoder", "landmarks", "hyperstyle", "hyperstyle_w_encoder")
 ROLE_TITLES = {
     "generator": "StyleGAN2 generator",
     "inverter": "HyperInverter checkpoint",
     "w_encoder": "W encoder (optional)",
     "landmarks": "face landmarks (face-alignment)",
+    "hyperstyle": "HyperStyle checkpoint (optional backend)",
+    "hyperstyle_w_encoder": "HyperStyle W encoder (optional backend)",
 }
+OPTIONAL_ROLES = ("w_encoder", "hyperstyle", "hyperstyle_w_encoder")
 # Domain of a generator / checkpoint by image resolution.
 DOMAIN_BY_RESOLUTION = {1024: "ffhq", 256: "church"}
 MODEL_SUFFIXES = {".pkl", ".pt", ".pth", ".tar", ".ckpt"}
@@ -214,8 +217,15 @@ def identify(path: Path, entries: list[ModelEntry] | None = None) -> FoundModel 
             return FoundModel(path, "w_encoder", "w_encoder", entry.domain if entry else "", {}, entry)
         if what == "rosinality_generator":
             return FoundModel(path, "generator", "rosinality", entry.domain if entry else "", {}, entry)
-        if what in ("hyperstyle", "e4e"):
-            return None  # known kinds for other backends; not used yet
+        if what == "hyperstyle":
+            return FoundModel(path, "hyperstyle", "hyperstyle", entry.domain if entry else "", {}, entry)
+        if what == "e4e":
+            # HyperStyle's faces_w_encoder.pt: a pSp W encoder saved with its decoder.
+            sd = checkpoints.state_dict_of(obj)
+            if any(k.startswith("encoder.styles.") for k in sd):
+                return None  # an e4e/pSp per-style encoder: not used by this app
+            return FoundModel(path, "hyperstyle_w_encoder", "w_encoder+decoder", entry.domain if entry else "", {},
+                              entry)
         raise ModelFileError(f"{path.name} is {checkpoints.KIND_NAMES[what]}, not a model this app uses")
     raise ModelFileError(f"{path.name} is not a model file (unrecognised contents)")
 
@@ -296,7 +306,7 @@ def select(
     entries = load_manifest() if entries is None else entries
     overrides = overrides or {}
     sel = Selection()
-    for role in ("inverter", "generator", "w_encoder", "landmarks"):
+    for role in ("inverter", "generator", "w_encoder", "landmarks", "hyperstyle", "hyperstyle_w_encoder"):
         explicit = overrides.get(role)
         candidates = sorted(discovery.by_role(role), key=_rank)
         if explicit is not None:
@@ -318,7 +328,7 @@ def select(
             sel.reasons[role] = reason
         if role in sel.chosen:
             sel.alternatives[role] = [c for c in candidates if c.path != sel.chosen[role].path]
-        elif role != "w_encoder":
+        else:
             sel.missing[role] = [e for e in entries if e.role == role]
     return sel
 

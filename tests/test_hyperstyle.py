@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
+
 import hyperstyle_formats as hf
 import pytest
 import torch
@@ -380,3 +382,35 @@ def test_separable_variant(hs_dir, hs_photos, tmp_path):
         r = invert_hyperstyle(m, hs_photos[:1], iterations=1)[0]
     assert r.deltas["b128.conv0.weight"].shape == (8, 16, 3, 3)
     assert torch.isfinite(r.image).all()
+
+
+def test_cli_invert_and_edit_with_the_hyperstyle_backend(hs_dir, hs_photos, tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from hyperinverter_gui.cli import main
+    from hyperinverter_gui.imageio import tensor_to_uint8
+    from hyperinverter_gui.inversion import load_inversion
+
+    ckpt = next(p for p in hs_dir.iterdir() if p.name.startswith("hyperstyle") and p.suffix == ".pt")
+    wenc = next(p for p in hs_dir.iterdir() if "w_encoder" in p.name)
+    src = tmp_path / "face.png"
+    Image.fromarray(tensor_to_uint8(hs_photos[0])).save(src)
+    out, inv = tmp_path / "recon.png", tmp_path / "face.safetensors"
+    rc = main(["invert", str(src), "--backend", "hyperstyle", "--iterations", "2", "-c", str(ckpt),
+               "--w-encoder", str(wenc), "--no-align", "-o", str(out), "--save-inversion", str(inv),
+               "--device", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    r = load_inversion(inv)
+    assert r.metadata["backend"] == "hyperstyle" and r.metadata["iterations"] == "2"
+    assert np.array_equal(np.asarray(Image.open(out)), tensor_to_uint8(r.image))
+    # Editing the saved HyperStyle result uses the generator inside the HyperStyle checkpoint.
+    edited = tmp_path / "same.png"
+    monkeypatch.setenv("HYPERINVERTER_WEIGHTS", str(hs_dir))
+    monkeypatch.setenv("HYPERINVERTER_USER_WEIGHTS", str(tmp_path / "user"))
+    monkeypatch.setenv("HYPERINVERTER_CACHE", str(tmp_path / "cache"))
+    assert main(["edit", str(inv), "-o", str(edited), "--device", "cpu", "--directions",
+                 str(tmp_path / "no_directions")]) == 0
+    assert np.array_equal(np.asarray(Image.open(edited)), tensor_to_uint8(r.image))
+    with pytest.raises(SystemExit) as exit_info:  # argparse: "invalid choice: 7 (choose from 1, 2, 3, 4, 5)"
+        main(["invert", str(src), "--backend", "hyperstyle", "--iterations", "7", "-o", str(out)])
+    assert exit_info.value.code == 2
