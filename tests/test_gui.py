@@ -264,3 +264,37 @@ def test_no_face_lets_the_user_place_the_points(qtbot, window, tmp_path, photos_
         win._points_edited(ASTRONAUT_POINTS.copy())
     qtbot.waitUntil(lambda: win.session.inversion is not None, timeout=LONG)
     assert win.session.aligned_rgb.shape == (32, 32, 3)
+
+
+def test_hyperstyle_backend_shows_each_step_and_compares(qtbot, tmp_path, offline, monkeypatch, photos_on_disk):
+    import hyperstyle_formats as hf
+    import official_formats as of
+
+    from hyperinverter_gui._qt.main_window import MainWindow
+
+    monkeypatch.setenv("HYPERINVERTER_CACHE", str(tmp_path / "cache"))
+    hs = hf.write_hyperstyle_checkpoint(tmp_path / "hyperstyle_ffhq.pt")
+    wenc = hf.write_faces_w_encoder(tmp_path / "faces_w_encoder.pt")
+    # A HyperInverter checkpoint for the same 128 px generator (the one inside the HyperStyle file).
+    hi = of.write_hyperinverter_checkpoint(tmp_path / "hi128.pt", img_resolution=128, channel_base=1024,
+                                           channel_max=16, hidden_dim=4)
+    win = MainWindow(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), directions_dir=tmp_path / "nodirs")
+    qtbot.addWidget(win)
+    try:
+        with qtbot.waitSignal(win.worker.modelsLoaded, timeout=LONG) as loaded:
+            win.models_panel.refresh(model_paths={"generator": hs, "inverter": hi, "hyperstyle": hs,
+                                                  "hyperstyle_w_encoder": wenc})
+        assert loaded.args[0]["hyperstyle"] is True
+        win.backend_box.setCurrentIndex(1)
+        win.iterations_box.setValue(2)
+        steps = []
+        win.worker.stepReady.connect(lambda job, step, total, img: steps.append((step, total)))
+        _open_and_invert(qtbot, win, photos_on_disk[0])
+        assert steps == [(1, 2), (2, 2)]
+        assert win.session.inversion.metadata["backend"] == "hyperstyle"
+        win.view_mode.setCurrentIndex(4)  # side by side: computes the HyperInverter reconstruction too
+        qtbot.waitUntil(lambda: len(win.results_by_backend) == 2, timeout=LONG)
+        win._refresh_result_view()
+        assert win.result_view._image_size == (256, 128)
+    finally:
+        win.shutdown()

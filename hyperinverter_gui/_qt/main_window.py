@@ -11,6 +11,7 @@ from PySide6.QtCore import QSettings, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QCheckBox,
+    QSpinBox,
     QComboBox,
     QFileDialog,
     QFrame,
@@ -36,10 +37,11 @@ from ..session import SESSION_SUFFIX, EditSession, RenderScheduler
 from .interpolation import InterpolationPanel
 from .models_panel import ModelsPanel
 from .widgets import ImageView, PhotoView, SliderPanel
-from .worker import AlignRequest, EngineWorker, ModelRequest, RenderRequest
+from .worker import AlignRequest, EngineWorker, InvertRequest, ModelRequest, RenderRequest
 
 log = logging.getLogger(__name__)
-VIEW_MODES = ("Edited", "Phase I", "Aligned photo", "Split: photo | edited")
+VIEW_MODES = ("Edited", "Phase I", "Aligned photo", "Split: photo | edited", "Side by side: HyperInverter | HyperStyle")
+BACKENDS = ("hyperinverter", "hyperstyle")
 
 
 class SliderCommand(QUndoCommand):
@@ -105,6 +107,8 @@ class MainWindow(QMainWindow):
         self._displayed_edit: np.ndarray | None = None
         self._last_render_ms: float | None = None
         self._last_full: tuple | None = None
+        self.backend = "hyperinverter"
+        self.results_by_backend: dict[str, Any] = {}  # backend -> inversion of the current photo
 
         self._build_ui()
         self._start_worker()
@@ -172,6 +176,20 @@ class MainWindow(QMainWindow):
         top.addWidget(self.view_mode)
         top.addWidget(QLabel("(hold Space: before)"))
         top.addStretch(1)
+        top.addWidget(QLabel("Backend"))
+        self.backend_box = QComboBox()
+        self.backend_box.addItems(["HyperInverter", "HyperStyle"])
+        self.backend_box.setToolTip("Inversion method. HyperStyle needs its own model files (see `weights list`).")
+        self.backend_box.model().item(1).setEnabled(False)
+        self.backend_box.currentIndexChanged.connect(self._backend_changed)
+        top.addWidget(self.backend_box)
+        self.iterations_box = QSpinBox()
+        self.iterations_box.setRange(1, 5)
+        self.iterations_box.setValue(5)
+        self.iterations_box.setPrefix("steps ")
+        self.iterations_box.setToolTip("HyperStyle refinement steps")
+        self.iterations_box.setEnabled(False)
+        top.addWidget(self.iterations_box)
         ml.addLayout(top)
         self.result_view = ImageView("The inverted and edited face appears here")
         ml.addWidget(self.result_view, 1)
@@ -277,6 +295,7 @@ class MainWindow(QMainWindow):
         w.progress.connect(self._progress)
         w.aligned.connect(self._aligned)
         w.phase1Ready.connect(self._phase1)
+        w.stepReady.connect(self._step)
         w.inverted.connect(self._inverted)
         w.rendered.connect(self._rendered)
         w.failed.connect(self._failed)
@@ -299,12 +318,14 @@ class MainWindow(QMainWindow):
     def _load_models(self, paths: dict) -> None:
         device = str(self.settings.value("device", "auto"))
         self.device_label.setText("device: loading models…")
-        self.loadModelsRequested.emit(ModelRequest(paths["generator"], paths.get("inverter"), device))
+        self.loadModelsRequested.emit(ModelRequest(paths["generator"], paths.get("inverter"), device,
+                                                   paths.get("hyperstyle"), paths.get("hyperstyle_w_encoder")))
 
     def _models_loaded(self, info: dict) -> None:
         self.models_info = info
         self.session.model_names = {"generator": info["generator"], "checkpoint": info["checkpoint"] or ""}
         self.device_label.setText(f"device: {info['device']}  ·  {info['resolution']} px")
+        self.backend_box.model().item(1).setEnabled(bool(info.get("hyperstyle")))
         self.statusBar().showMessage(f"models loaded in {info['seconds']:.1f} s", 5000)
         try:
             lib = load_library(self.directions_dir, num_ws=info["num_ws"], img_resolution=info["resolution"])
@@ -348,6 +369,7 @@ class MainWindow(QMainWindow):
         self.undo_stack.clear()
         self.scheduler.reset()
         self.session.reset_photo(path, None)
+        self.results_by_backend = {}
         self.photo_view.set_image(None)
         self.photo_view.set_overlay([], 0, None, False)
         self.result_view.set_image(None)
@@ -382,7 +404,7 @@ class MainWindow(QMainWindow):
             return
         if purpose != "main":
             self.interp.aligned(purpose, out)
-            self.invertRequested.emit(job, out["aligned"])
+            self.invertRequested.emit(job, self._invert_request(out["aligned"], self.backend))
             return
         s = self.session
         if "rgb" in out:
@@ -407,10 +429,31 @@ class MainWindow(QMainWindow):
         s.aligned_rgb, s.transform = out["aligned"], out["transform"]
         self.photo_view.set_overlay([f.box for f in s.faces], s.face_index, s.points5, s.detector == "haar")
         if self.session.model_names.get("checkpoint") and self.models_info is not None:
-            self.invertRequested.emit(job, out["aligned"])
+            self.results_by_backend = {}
+            self.invertRequested.emit(job, self._invert_request(out["aligned"], self.backend))
         else:
             self._finish_job("Aligned (no inverter loaded)")
         self._refresh_result_view()
+
+    def _invert_request(self, aligned: np.ndarray, backend: str) -> InvertRequest:
+        return InvertRequest(aligned, backend, self.iterations_box.value())
+
+    def _backend_changed(self, index: int) -> None:
+        self.backend = BACKENDS[index]
+        self.iterations_box.setEnabled(self.backend == "hyperstyle")
+        self.settings.setValue("backend", self.backend)
+        if self.session.aligned_rgb is not None:
+            done = self.results_by_backend.get(self.backend)
+            if done is not None:
+                self._use_result(done)
+            else:
+                self.reinvert()
+
+    def _step(self, job: int, step: int, total: int, image: np.ndarray) -> None:
+        if self._is_current(job) == "main":
+            self.result_view.set_image(image, f"HyperStyle refinement step {step}/{total}")
+        elif self._is_current(job) == "compare":
+            self.stage_label.setText(f"comparison: HyperStyle step {step}/{total}")
 
     def _phase1(self, job: int, image: np.ndarray) -> None:
         purpose = self._is_current(job)
@@ -422,11 +465,23 @@ class MainWindow(QMainWindow):
         purpose = self._is_current(job)
         if purpose is None:
             return
+        if purpose == "compare":
+            self.results_by_backend[result.metadata.get("backend", "hyperinverter")] = result
+            self.stage_label.setText("comparison ready")
+            self._refresh_result_view()
+            return
         if purpose != "main":
             self.interp.inverted(purpose, result)
             return
+        self.results_by_backend[self.backend] = result
+        self._finish_job("Inverted" + (" (HyperStyle)" if self.backend == "hyperstyle" else ""))
+        self._use_result(result)
+
+    def _use_result(self, result) -> None:
         self.session.inversion = result
-        self._finish_job("Inverted")
+        self.session.generation += 1
+        self.scheduler.reset()
+        self._last_full = None
         self.slider_panel.set_enabled(True)
         self.request_render()
 
@@ -474,7 +529,7 @@ class MainWindow(QMainWindow):
             self.jobs[self.job] = "main"
             self.current["main"] = self.job
             self.cancel_button.setEnabled(True)
-            self.invertRequested.emit(self.job, self.session.aligned_rgb)
+            self.invertRequested.emit(self.job, self._invert_request(self.session.aligned_rgb, self.backend))
 
     def _points_edited(self, points: np.ndarray) -> None:
         if self.session.photo_rgb is None:
@@ -554,7 +609,8 @@ class MainWindow(QMainWindow):
         values = dict(state[2])
         w = apply_edits(inv.w, [(self.directions[n], v) for n, v in values.items() if n in self.directions])
         self.render_count += 1
-        self.renderRequested.emit(RenderRequest(state, w, inv.deltas, preview=state[3]))
+        backend = inv.metadata.get("backend", "hyperinverter")
+        self.renderRequested.emit(RenderRequest(state, w, inv.deltas, preview=state[3], backend=backend))
 
     def _rendered(self, token: tuple, image, ms: float) -> None:
         if token[0] != "main":
@@ -587,6 +643,8 @@ class MainWindow(QMainWindow):
         self.result_view.set_split(None)
         if self._space_held or mode == "Aligned photo":
             self.result_view.set_image(s.aligned_rgb, "aligned photo (before)")
+        elif mode.startswith("Side by side"):
+            self._show_comparison()
         elif mode == "Phase I":
             img = tensor_to_uint8(s.inversion.phase1) if s.inversion is not None else None
             self.result_view.set_image(img, "Phase I: G(w; θ)")
@@ -596,6 +654,27 @@ class MainWindow(QMainWindow):
                 self.result_view.set_split(s.aligned_rgb)
         elif s.aligned_rgb is not None and s.inversion is None:
             self.result_view.set_image(s.aligned_rgb, "aligned photo")
+
+    def _show_comparison(self) -> None:
+        hi, hs = self.results_by_backend.get("hyperinverter"), self.results_by_backend.get("hyperstyle")
+        if hi is not None and hs is not None:
+            both = np.concatenate([tensor_to_uint8(hi.image), tensor_to_uint8(hs.image)], axis=1)
+            self.result_view.set_image(both, "reconstructions: HyperInverter (left) | HyperStyle (right)")
+            return
+        if not (self.models_info or {}).get("hyperstyle"):
+            self.result_view.set_image(None)
+            self.result_view.placeholder = "HyperStyle is not loaded: see `hyperinverter weights list`"
+            self.result_view.update()
+            return
+        if self.session.aligned_rgb is None:
+            return
+        missing = "hyperstyle" if hi is not None else "hyperinverter"
+        if self.current.get("compare") is None or self._is_current(self.current["compare"]) is None:
+            self.job += 1
+            self.jobs[self.job] = "compare"
+            self.current["compare"] = self.job
+            self.invertRequested.emit(self.job, self._invert_request(self.session.aligned_rgb, missing))
+        self.result_view.set_image(self.session.aligned_rgb, f"computing the {missing} reconstruction…")
 
     def keyPressEvent(self, ev) -> None:  # noqa: N802
         if ev.key() == Qt.Key_Space and not ev.isAutoRepeat():
@@ -628,6 +707,8 @@ class MainWindow(QMainWindow):
         w = apply_edits(inv.w, self.session.edits(self.directions))
         with torch.no_grad():
             g = self.worker.generator
+            if inv.metadata.get("backend") == "hyperstyle" and self.worker.hs_model is not None:
+                g = self.worker.hs_model.generator
             img = g.synthesis(w.unsqueeze(0).to(self.worker.device),
                               {k: v.unsqueeze(0).to(self.worker.device) for k, v in inv.deltas.items()})[0]
         return tensor_to_uint8(img)
@@ -639,6 +720,8 @@ class MainWindow(QMainWindow):
             "generator": self.session.model_names.get("generator", ""),
             "checkpoint": self.session.model_names.get("checkpoint", ""),
             "source": self.session.photo_path.name if self.session.photo_path else "",
+            "backend": (self.session.inversion.metadata.get("backend", "hyperinverter")
+                        if self.session.inversion is not None else ""),
         }
 
     def export_to(self, path: Path, mode: str = "aligned", overwrite: bool = False) -> Path:

@@ -79,16 +79,16 @@ class ModelsPanel(QWidget):
             self._weights_dirs = search_dirs
         entries = load_manifest()
         if self._model_paths and self._model_paths.get("generator"):
-            chosen = {"generator": Path(self._model_paths["generator"]),
-                      "inverter": Path(self._model_paths["inverter"]) if self._model_paths.get("inverter") else None}
+            chosen = {role: Path(self._model_paths[role]) if self._model_paths.get(role) else None
+                      for role in ("generator", "inverter", "hyperstyle", "hyperstyle_w_encoder")}
             missing_roles: list[str] = [] if chosen["inverter"] else ["inverter"]
             self._missing_entries = [e for e in entries if e.role == "inverter" and e.default and e.domain == "ffhq"] \
                 if missing_roles else []
         else:
             disc = discover(self._weights_dirs, entries)
             sel = select(disc, entries=entries)
-            chosen = {"generator": sel.chosen["generator"].path if "generator" in sel.chosen else None,
-                      "inverter": sel.chosen["inverter"].path if "inverter" in sel.chosen else None}
+            chosen = {role: sel.chosen[role].path if role in sel.chosen else None
+                      for role in ("generator", "inverter", "hyperstyle", "hyperstyle_w_encoder")}
             missing_roles = [r for r in ("generator", "inverter") if r in sel.missing]
             # The editor is for faces: offer the FFHQ defaults (church models stay a manual choice).
             self._missing_entries = [e for r in missing_roles for e in sel.missing[r]

@@ -34,6 +34,15 @@ class ModelRequest:
     generator: Path
     checkpoint: Path | None
     device: str = "auto"
+    hyperstyle: Path | None = None  # optional second backend
+    hyperstyle_w_encoder: Path | None = None
+
+
+@dataclass
+class InvertRequest:
+    aligned: np.ndarray  # uint8 HxWx3 at the generator's resolution
+    backend: str = "hyperinverter"  # or "hyperstyle"
+    iterations: int = 5
 
 
 @dataclass
@@ -50,6 +59,7 @@ class RenderRequest:
     w: torch.Tensor  # [num_ws, 512]
     deltas: WeightDeltas | None
     preview: int | None = None  # stop the synthesis at this resolution while dragging
+    backend: str = "hyperinverter"  # whose generator renders it
     meta: dict = field(default_factory=dict)
 
 
@@ -73,6 +83,7 @@ class EngineWorker(QObject):
     progress = Signal(int, str, int)  # job, stage, percent
     aligned = Signal(int, object)  # job, dict
     phase1Ready = Signal(int, object)  # job, uint8 image
+    stepReady = Signal(int, int, int, object)  # job, step, of steps, uint8 image (HyperStyle refinement)
     inverted = Signal(int, object)  # job, InversionResult on CPU
     rendered = Signal(object, object, float)  # token, uint8 image, milliseconds
     failed = Signal(int, str)  # job (-1 for renders), message
@@ -83,6 +94,7 @@ class EngineWorker(QObject):
         super().__init__()
         self.model = None
         self.generator = None
+        self.hs_model = None
         self.device = torch.device("cpu")
         self._cancel_job = -1
 
@@ -110,7 +122,21 @@ class EngineWorker(QObject):
             self.model = None
             if req.checkpoint is not None:
                 self.model = load_hyperinverter_cached(req.checkpoint, self.generator, None, cache).to(self.device)
+            self.hs_model, hs_problem = None, None
+            if req.hyperstyle is not None and req.hyperstyle_w_encoder is not None:
+                from ..hyperstyle import load_hyperstyle
+
+                try:
+                    self.hs_model = load_hyperstyle(req.hyperstyle, req.hyperstyle_w_encoder).to(self.device)
+                    if self.hs_model.generator.img_resolution != self.generator.img_resolution:
+                        hs_problem = "the HyperStyle model is for another resolution than the generator"
+                        self.hs_model = None
+                except HyperInverterError as e:
+                    hs_problem = f"HyperStyle is unavailable: {e}"
+                if hs_problem:
+                    self.notice.emit(hs_problem)
             self.modelsLoaded.emit({
+                "hyperstyle": self.hs_model is not None,
                 "generator": req.generator.name,
                 "checkpoint": req.checkpoint.name if req.checkpoint else None,
                 "device": str(self.device),
@@ -170,9 +196,14 @@ class EngineWorker(QObject):
     # --- inversion ---------------------------------------------------------------
 
     @Slot(int, object)
-    def invert(self, job: int, aligned_rgb: np.ndarray) -> None:
+    def invert(self, job: int, req: "InvertRequest | np.ndarray") -> None:
+        if not isinstance(req, InvertRequest):
+            req = InvertRequest(req)
         try:
-            self._invert(job, aligned_rgb)
+            if req.backend == "hyperstyle":
+                self._invert_hyperstyle(job, req)
+            else:
+                self._invert(job, req.aligned)
         except Cancelled:
             self.cancelled.emit(job)
         except torch.cuda.OutOfMemoryError:
@@ -180,7 +211,10 @@ class EngineWorker(QObject):
             self.notice.emit("The GPU ran out of memory: continuing on the CPU.")
             try:
                 self._to_cpu()
-                self._invert(job, aligned_rgb)
+                if req.backend == "hyperstyle":
+                    self._invert_hyperstyle(job, req)
+                else:
+                    self._invert(job, req.aligned)
             except Cancelled:
                 self.cancelled.emit(job)
             except Exception as e:  # noqa: BLE001
@@ -191,8 +225,36 @@ class EngineWorker(QObject):
             log.error("inversion failed\n%s", traceback.format_exc())
             self.failed.emit(job, f"inversion failed: {type(e).__name__}: {e}")
 
+    @torch.no_grad()
+    def _invert_hyperstyle(self, job: int, req: InvertRequest) -> None:
+        from ..hyperstyle import invert_hyperstyle
+
+        if self.hs_model is None:
+            raise HyperInverterError("HyperStyle is not loaded: put hyperstyle_ffhq.pt and faces_w_encoder.pt in "
+                                     "the weights folder (`hyperinverter weights download hyperstyle-ffhq "
+                                     "hyperstyle-faces-w-encoder`)")
+        x = torch.from_numpy(np.array(req.aligned, dtype=np.uint8, copy=True)).permute(2, 0, 1).float()
+        x = (x / 127.5 - 1).unsqueeze(0).to(self.device)
+        self.progress.emit(job, "HyperStyle: initial code", 10)
+        self._check(job)
+
+        def on_step(step: int, images: torch.Tensor) -> None:
+            self.stepReady.emit(job, step, req.iterations, tensor_to_uint8(images[0]))
+            self.progress.emit(job, f"HyperStyle: refinement {step}/{req.iterations}",
+                               10 + int(85 * step / req.iterations))
+            self._check(job)  # cancelling stops between refinement steps
+
+        result = invert_hyperstyle(self.hs_model, x, req.iterations, on_step)[0]
+        result = InversionResult(result.w.cpu(), result.deltas.to("cpu"), result.phase1.cpu(), result.image.cpu(),
+                                 result.metadata)
+        self.phase1Ready.emit(job, tensor_to_uint8(result.phase1))
+        self.progress.emit(job, "Done", 100)
+        self.inverted.emit(job, result)
+
     def _to_cpu(self) -> None:
         self.device = torch.device("cpu")
+        if self.hs_model is not None:
+            self.hs_model = self.hs_model.cpu()
         if self.model is not None:
             self.model = self.model.cpu()
             self.generator = self.model.generator
@@ -240,12 +302,15 @@ class EngineWorker(QObject):
     @Slot(object)
     def render(self, req: RenderRequest) -> None:
         try:
-            if self.generator is None:
+            generator = self.generator
+            if req.backend == "hyperstyle":
+                generator = self.hs_model.generator if self.hs_model is not None else None
+            if generator is None:
                 raise HyperInverterError("no generator is loaded")
             t = time.perf_counter()
             deltas = None if req.deltas is None else {k: v.to(self.device).unsqueeze(0) for k, v in req.deltas.items()}
             with torch.no_grad():
-                img = self.generator.synthesis(req.w.to(self.device).unsqueeze(0), deltas,
+                img = generator.synthesis(req.w.to(self.device).unsqueeze(0), deltas,
                                                max_resolution=req.preview)[0]
             self.rendered.emit(req.token, tensor_to_uint8(img), (time.perf_counter() - t) * 1000)
         except Exception as e:  # noqa: BLE001
