@@ -317,14 +317,17 @@ class MainWindow(QMainWindow):
 
     def _load_models(self, paths: dict) -> None:
         device = str(self.settings.value("device", "auto"))
+        precision = str(self.settings.value("precision", "auto"))
         self.device_label.setText("device: loading models…")
         self.loadModelsRequested.emit(ModelRequest(paths["generator"], paths.get("inverter"), device,
-                                                   paths.get("hyperstyle"), paths.get("hyperstyle_w_encoder")))
+                                                   paths.get("hyperstyle"), paths.get("hyperstyle_w_encoder"),
+                                                   precision))
 
     def _models_loaded(self, info: dict) -> None:
         self.models_info = info
         self.session.model_names = {"generator": info["generator"], "checkpoint": info["checkpoint"] or ""}
-        self.device_label.setText(f"device: {info['device']}  ·  {info['resolution']} px")
+        self.device_label.setText(f"device: {info['device']}  ·  {info['resolution']} px  ·  "
+                                  f"{'bf16' if info.get('precision') == 'bfloat16' else 'fp32'} frames")
         self.backend_box.model().item(1).setEnabled(bool(info.get("hyperstyle")))
         self.statusBar().showMessage(f"models loaded in {info['seconds']:.1f} s", 5000)
         try:
@@ -702,8 +705,8 @@ class MainWindow(QMainWindow):
         if not self.session.values:
             return tensor_to_uint8(inv.image)
         key = (self.session.generation, tuple(sorted(self.session.values.items())))
-        if self._last_full is not None and self._last_full[0] == key:
-            return self._last_full[1]  # already rendered at full resolution
+        if self._last_full is not None and self._last_full[0] == key and self.worker.frame_precision == "float32":
+            return self._last_full[1]  # already rendered at full resolution (exports are always float32)
         w = apply_edits(inv.w, self.session.edits(self.directions))
         with torch.no_grad():
             g = self.worker.generator

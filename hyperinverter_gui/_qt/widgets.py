@@ -135,7 +135,7 @@ class PhotoView(ImageView):
             qp.setBrush(self.COLORS[i])
             qp.drawEllipse(p, 5, 5)
         if self.approximate:
-            text = "approximate landmarks: drag them onto the eyes and mouth corners"
+            text = "approximate points: drag them into place"
             r = self.image_rect()
             box = qp.fontMetrics().boundingRect(text).adjusted(-6, -3, 6, 3)
             box.moveTopLeft(r.topLeft().toPoint() + QPointF(4, 4).toPoint())
