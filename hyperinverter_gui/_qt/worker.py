@@ -358,42 +358,6 @@ class EngineWorker(QObject):
         elif self.generator is not None:
             self.generator = self.generator.cpu()
 
-    @torch.no_grad()
-    def _invert(self, job: int, aligned_rgb: np.ndarray) -> None:
-        from ..models.hyperinverter import resize_for_encoder
-
-        if self.model is None:
-            raise HyperInverterError("no HyperInverter checkpoint is loaded: see the model panel")
-        m = self.model
-        x = torch.from_numpy(np.array(aligned_rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div(127.5).sub(1)
-        x = x.unsqueeze(0).to(self.device)
-        self._check(job)
-        self.progress.emit(job, "Phase I: encoding", 15)
-        x256 = resize_for_encoder(x)
-        ws = m.encode_w(x256)
-        self._check(job)
-        self.progress.emit(job, "Phase I: synthesis", 30)
-        phase1 = m.generator.synthesis(ws)
-        self.phase1Ready.emit(job, tensor_to_uint8(phase1[0]))
-        self._check(job)
-        self.progress.emit(job, "Phase II: encoding the photo", 50)
-        photo_features = m.w_bar_encoder(x256)
-        self._check(job)
-        self.progress.emit(job, "Phase II: encoding the Phase-I image", 62)
-        image_features = m.w_bar_encoder(resize_for_encoder(phase1))
-        self._check(job)
-        self.progress.emit(job, "Phase II: hypernetwork", 75)
-        deltas = m.hypernet(image_features, photo_features)
-        self._check(job)
-        self.progress.emit(job, "Phase II: synthesis", 85)
-        final = m.generator.synthesis(ws, deltas)
-        self._check(job)
-        result = InversionResult(
-            ws[0].cpu(), WeightDeltas({k: v[0].cpu() for k, v in deltas.items()}), phase1[0].cpu(), final[0].cpu()
-        )
-        self.progress.emit(job, "Done", 100)
-        self.inverted.emit(job, result)
-
     # --- rendering ---------------------------------------------------------------
 
     def _frame(self, generator, req: RenderRequest) -> torch.Tensor:
