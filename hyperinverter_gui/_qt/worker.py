@@ -325,43 +325,6 @@ class EngineWorker(QObject):
         self.progress.emit(job, "Done", 100)
         self.inverted.emit(job, result)
 
-    @torch.no_grad()
-    def _invert_hyperstyle(self, job: int, req: InvertRequest) -> None:
-        from ..hyperstyle import invert_hyperstyle
-
-        if self.hs_model is None:
-            raise HyperInverterError("HyperStyle is not loaded: put hyperstyle_ffhq.pt and faces_w_encoder.pt in "
-                                     "the weights folder (`hyperinverter weights download hyperstyle-ffhq "
-                                     "hyperstyle-faces-w-encoder`)")
-        x = torch.from_numpy(np.array(req.aligned, dtype=np.uint8, copy=True)).permute(2, 0, 1).float()
-        x = (x / 127.5 - 1).unsqueeze(0).to(self.device)
-        self.progress.emit(job, "HyperStyle: initial code", 10)
-        self._check(job)
-
-        def on_step(step: int, images: torch.Tensor) -> None:
-            self.stepReady.emit(job, step, req.iterations, tensor_to_uint8(images[0]))
-            self.progress.emit(job, f"HyperStyle: refinement {step}/{req.iterations}",
-                               10 + int(85 * step / req.iterations))
-            self._check(job)  # cancelling stops between refinement steps
-
-        result = invert_hyperstyle(self.hs_model, x, req.iterations, on_step)[0]
-        result = InversionResult(result.w.cpu(), result.deltas.to("cpu"), result.phase1.cpu(), result.image.cpu(),
-                                 result.metadata)
-        self.phase1Ready.emit(job, tensor_to_uint8(result.phase1))
-        self.progress.emit(job, "Done", 100)
-        self.inverted.emit(job, result)
-
-    def _to_cpu(self) -> None:
-        self.device = torch.device("cpu")
-        self._renderer = self._renderer_key = None
-        if self.hs_model is not None:
-            self.hs_model = self.hs_model.cpu()
-        if self.model is not None:
-            self.model = self.model.cpu()
-            self.generator = self.model.generator
-        elif self.generator is not None:
-            self.generator = self.generator.cpu()
-
     # --- rendering ---------------------------------------------------------------
 
     def _frame(self, generator, req: RenderRequest) -> torch.Tensor:
