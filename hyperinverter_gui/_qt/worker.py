@@ -219,11 +219,9 @@ class EngineWorker(QObject):
     def invert(self, job: int, req: "InvertRequest | np.ndarray") -> None:
         if not isinstance(req, InvertRequest):
             req = InvertRequest(req)
+        run = self._invert_hyperstyle if req.backend == "hyperstyle" else self._invert
         try:
-            if req.backend == "hyperstyle":
-                self._invert_hyperstyle(job, req)
-            else:
-                self._invert(job, req.aligned)
+            run(job, req)
         except Cancelled:
             self.cancelled.emit(job)
         except torch.cuda.OutOfMemoryError:
@@ -231,10 +229,7 @@ class EngineWorker(QObject):
             self.notice.emit("The GPU ran out of memory: continuing on the CPU.")
             try:
                 self._to_cpu()
-                if req.backend == "hyperstyle":
-                    self._invert_hyperstyle(job, req)
-                else:
-                    self._invert(job, req.aligned)
+                run(job, req)
             except Cancelled:
                 self.cancelled.emit(job)
             except Exception as e:  # noqa: BLE001
@@ -283,7 +278,8 @@ class EngineWorker(QObject):
             self.generator = self.generator.cpu()
 
     @torch.no_grad()
-    def _invert(self, job: int, aligned_rgb: np.ndarray) -> None:
+    def _invert(self, job: int, req: InvertRequest) -> None:
+        aligned_rgb = req.aligned
         from ..fast_inversion import fast_inverter
 
         if self.model is None:

@@ -14,24 +14,17 @@ persistence hook is replaced by a function that keeps ``class_name`` and
 
 from __future__ import annotations
 
-import collections
 import io
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
-
-try:  # numpy >= 2
-    from numpy._core import multiarray as _multiarray
-except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core import multiarray as _multiarray
 
 from ..errors import ModelFileError, UnsafeModelFileError
 from . import sniff
-from .safe_pickle import AllowListUnpickler, EasyDict, codecs_encode
+from .safe_pickle import AllowListUnpickler, common_globals
 
 
 @dataclass
@@ -90,10 +83,8 @@ def _load_storage_from_bytes(data: bytes) -> Any:
 
 
 _ALLOWED: dict[tuple[str, str], Callable[..., Any] | type] = {
+    **common_globals(),
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
-    ("dnnlib.util", "EasyDict"): EasyDict,
-    ("dnnlib", "EasyDict"): EasyDict,
-    ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
@@ -101,13 +92,7 @@ _ALLOWED: dict[tuple[str, str], Callable[..., Any] | type] = {
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
     ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
     ("torch", "Size"): torch.Size,
-    ("_codecs", "encode"): codecs_encode,
-    ("numpy", "dtype"): np.dtype,
-    ("numpy", "ndarray"): np.ndarray,
 }
-for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED[(_mod, "scalar")] = _multiarray.scalar
-    _ALLOWED[(_mod, "_reconstruct")] = _multiarray._reconstruct
 
 
 class RestrictedUnpickler(AllowListUnpickler):

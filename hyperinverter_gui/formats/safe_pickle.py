@@ -9,8 +9,16 @@ from __future__ import annotations
 
 import _compat_pickle
 import codecs
+import collections
 import pickle
 from typing import Any, Callable
+
+import numpy as np
+
+try:  # numpy >= 2
+    from numpy._core import multiarray as _multiarray
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core import multiarray as _multiarray
 
 from ..errors import UnsafeModelFileError
 
@@ -24,6 +32,22 @@ def codecs_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> 
     if not isinstance(obj, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8"):
         raise UnsafeModelFileError("refused to load: unexpected use of _codecs.encode in pickle")
     return codecs.encode(obj, encoding, errors)
+
+
+def common_globals() -> dict[tuple[str, str], Callable[..., Any] | type]:
+    """Plain containers and numpy reconstruction that both NVIDIA pickle formats use."""
+    allowed: dict[tuple[str, str], Callable[..., Any] | type] = {
+        ("dnnlib.util", "EasyDict"): EasyDict,
+        ("dnnlib", "EasyDict"): EasyDict,
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("_codecs", "encode"): codecs_encode,
+        ("numpy", "dtype"): np.dtype,
+        ("numpy", "ndarray"): np.ndarray,
+    }
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(mod, "scalar")] = _multiarray.scalar
+        allowed[(mod, "_reconstruct")] = _multiarray._reconstruct
+    return allowed
 
 
 class AllowListUnpickler(pickle.Unpickler):

@@ -35,7 +35,6 @@ names of stylegan2-ada-pytorch's ``Generator`` (the names our
 
 from __future__ import annotations
 
-import collections
 import math
 import pickle
 from dataclasses import dataclass, field
@@ -45,15 +44,10 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-try:  # numpy >= 2
-    from numpy._core import multiarray as _multiarray
-except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core import multiarray as _multiarray
-
 from ..errors import ModelFileError, UnsafeModelFileError
 from ..models.stylegan2 import GeneratorConfig
 from . import sniff
-from .safe_pickle import AllowListUnpickler, EasyDict, codecs_encode
+from .safe_pickle import AllowListUnpickler, common_globals
 
 TF_NETWORK_MODULE = "dnnlib.tflib.network"
 
@@ -154,17 +148,9 @@ def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
 
 
 _ALLOWED: dict[tuple[str, str], Callable[..., Any] | type] = {
+    **common_globals(),
     (TF_NETWORK_MODULE, "Network"): _NetworkStandIn,
-    ("dnnlib.util", "EasyDict"): EasyDict,
-    ("dnnlib", "EasyDict"): EasyDict,
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("_codecs", "encode"): codecs_encode,
-    ("numpy", "dtype"): np.dtype,
-    ("numpy", "ndarray"): np.ndarray,
 }
-for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED[(_mod, "scalar")] = _multiarray.scalar
-    _ALLOWED[(_mod, "_reconstruct")] = _multiarray._reconstruct
 for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
     _ALLOWED[(_mod, "_frombuffer")] = _frombuffer
 
