@@ -25,6 +25,7 @@ from .formats import checkpoints
 from .formats.rosinality import convert_rosinality_state_dict
 from .inversion import InversionResult, WeightDeltas
 from .loading import _load_strict, generator_from_state_dict
+from .models.construction import uninitialized
 from .models.encoders import detect_backbone
 from .models.hyperstyle import (
     FEATURE_RESOLUTION,
@@ -374,7 +375,7 @@ def _build(
     source: str,
     w_source: str,
 ) -> HyperStyle:
-    with torch.device("meta"):
+    with uninitialized():
         model = HyperStyle(generator, cfg)
     _load_strict(model.w_encoder, w_sd, "W encoder", w_source)
     _load_strict(model.hypernet, hyper_sd, "HyperStyle hypernetwork", source)

@@ -10,6 +10,7 @@ import torch
 
 from .errors import ModelFileError, ModelMismatchError, UnsafeModelFileError
 from .formats import checkpoints, nvidia_pickle, sniff
+from .models.construction import uninitialized
 from .models.encoders import detect_backbone
 from .models.hyperinverter import HyperInverter, HyperInverterConfig
 from .models.hypernetwork import TargetLayer, feature_index
@@ -34,7 +35,7 @@ def _load_strict(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], what: 
         problems.append(f"shape mismatch in {len(wrong)} tensors, e.g. {'; '.join(wrong[:3])}")
     if problems:
         raise ModelMismatchError(f"{source}: the {what} does not fit: " + "; ".join(problems))
-    # Modules are built on the meta device (no random init); the file's tensors become the parameters.
+    # Modules are built uninitialised (models.construction); the file's tensors become the parameters.
     module.load_state_dict({k: sd[k].to(own[k].dtype) for k in own}, strict=True, assign=True)
 
 
@@ -54,7 +55,7 @@ def generator_from_state_dict(
                 f"but the weights say {getattr(derived, attr)}"
             )
     try:
-        with torch.device("meta"):
+        with uninitialized():
             g = Generator(cfg)
     except ValueError as e:
         raise ModelFileError(f"{source}: {e}") from None
@@ -196,7 +197,7 @@ def build_hyperinverter(
     w_source: str | None = None,
 ) -> HyperInverter:
     """Assemble a HyperInverter from its three state dicts (prefixes removed)."""
-    with torch.device("meta"):
+    with uninitialized():
         model = HyperInverter(torch.nn.Identity(), cfg)  # type: ignore[arg-type]
     model.generator = generator
     _load_strict(model.w_encoder, w_encoder_sd, "W encoder (E1)", w_source or source)

@@ -8,6 +8,7 @@ and where to download them.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tomllib
@@ -239,10 +240,73 @@ class Discovery:
         return [f for f in self.found if f.role == role]
 
 
+IDENTIFIED_VERSION = 1
+
+
+def _identified_path() -> Path | None:
+    """The memo of identified files (``identified.json`` in the cache folder); None when the cache is off."""
+    if os.environ.get("HYPERINVERTER_CACHE", "").lower() in ("off", "0", "none"):
+        return None
+    return cache_dir() / "identified.json"
+
+
+def _read_identified(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        memo = json.loads(path.read_text(encoding="utf-8"))
+        return memo.get("files", {}) if memo.get("version") == IDENTIFIED_VERSION else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _write_identified(path: Path | None, files: dict[str, Any]) -> None:
+    if path is None:
+        return
+    from .imageio import atomic_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"version": IDENTIFIED_VERSION, "files": files}, indent=1)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), ".json")
+    except OSError:
+        pass  # an unwritable cache only costs speed
+
+
+def _identify_memoized(p: Path, entries: list[ModelEntry], memo: dict[str, Any]) -> FoundModel | None:
+    """``identify`` through the memo: a file whose size and mtime are unchanged is not read again.
+
+    Identifying reads a checkpoint's whole key index and a pickle's structure (about a second
+    for the FFHQ files, on every start of the editor); the memo makes it a ``stat``.
+    """
+    st = p.stat()
+    key = str(p.resolve())
+    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+    hit = memo.get(key)
+    if not (isinstance(hit, dict) and hit.get("stamp") == stamp):
+        try:
+            f = identify(p, entries)
+            hit = {"stamp": stamp, "found": None if f is None else
+                   {"role": f.role, "kind": f.kind, "domain": f.domain, "details": f.details}}
+        except ModelFileError as e:
+            hit = {"stamp": stamp, "problem": str(e)}
+        memo[key] = hit
+    if "problem" in hit:
+        raise ModelFileError(hit["problem"])
+    found = hit.get("found")
+    if found is None:
+        return None
+    entry = next((e for e in entries if e.file == p.name), None)
+    return FoundModel(p, found["role"], found["kind"], found["domain"], dict(found["details"]), entry)
+
+
 def discover(dirs: list[Path] | None = None, entries: list[ModelEntry] | None = None) -> Discovery:
     """Identify every model file in the weights folders (and face-alignment's files in torch hub)."""
     entries = load_manifest() if entries is None else entries
     out = Discovery()
+    memo_path = _identified_path()
+    memo = _read_identified(memo_path)
+    before = json.dumps(memo, sort_keys=True)
     seen: set[Path] = set()
     search = list(dirs) if dirs is not None else weights_dirs()
     for d in search:
@@ -256,12 +320,14 @@ def discover(dirs: list[Path] | None = None, entries: list[ModelEntry] | None = 
                 continue
             seen.add(rp)
             try:
-                f = identify(p, entries)
-            except ModelFileError as e:
+                f = _identify_memoized(p, entries, memo)
+            except (ModelFileError, OSError) as e:
                 out.problems.append((p, str(e)))
                 continue
             if f is not None:
                 out.found.append(f)
+    if json.dumps(memo, sort_keys=True) != before:
+        _write_identified(memo_path, memo)
     if dirs is None:
         hub = torch_hub_checkpoints_dir()
         for e in entries:

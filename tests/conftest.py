@@ -11,6 +11,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The model cache and the identified-files memo go to a folder of this run, not the user's cache.
+if "HYPERINVERTER_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["HYPERINVERTER_CACHE"] = tempfile.mkdtemp(prefix="hyperinverter-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["HYPERINVERTER_CACHE"], True)
 
 import official_formats as of  # noqa: E402
 

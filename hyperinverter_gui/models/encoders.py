@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import construction
+
 # Units per stage of the IR-SE-50 backbone (InsightFace / pSp "get_blocks(50)").
 IRSE50_STAGES = ((64, 3), (128, 4), (256, 14), (512, 3))
 # Units per stage of ResNet-34 (BasicBlock).
@@ -25,7 +27,7 @@ class EqualLinear(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, lr_mul: float = 1.0):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        self.weight = nn.Parameter(construction.randn((out_dim, in_dim), 1 / lr_mul))
         self.bias = nn.Parameter(torch.zeros(out_dim))
         self.scale = lr_mul / math.sqrt(in_dim)
         self.lr_mul = lr_mul

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import construction
+
 
 def feature_index(layer: str) -> int:
     """Which E2 feature map the official hypernetwork feeds to a layer's regressor.
@@ -73,10 +75,10 @@ class WeightRegressor(nn.Module):
             nn.Conv2d(64, hidden_dim, 4, 2, 1),
             nn.ReLU(),
         )
-        self.w1 = nn.Parameter(torch.zeros(hidden_dim, in_channels * hidden_dim))
-        self.b1 = nn.Parameter(torch.zeros(in_channels * hidden_dim))
-        self.w2 = nn.Parameter(torch.zeros(hidden_dim, out_channels * kernel_size * kernel_size))
-        self.b2 = nn.Parameter(torch.zeros(out_channels * kernel_size * kernel_size))
+        self.w1 = nn.Parameter(construction.zeros((hidden_dim, in_channels * hidden_dim)))
+        self.b1 = nn.Parameter(construction.zeros((in_channels * hidden_dim,)))
+        self.w2 = nn.Parameter(construction.zeros((hidden_dim, out_channels * kernel_size * kernel_size)))
+        self.b2 = nn.Parameter(construction.zeros((out_channels * kernel_size * kernel_size,)))
 
     def forward(self, image_features: torch.Tensor, photo_features: torch.Tensor) -> torch.Tensor:
         """[N,512,8,8] x2 -> residual [N, O, I, k, k]."""

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import construction
 from .encoders import RESNET34_STAGES, BasicBlock, EqualLinear, WEncoder
 from .stylegan2 import Generator
 
@@ -162,10 +163,10 @@ class SharedWeightGenerator(nn.Module):
     def __init__(self, z_dim: int, in_size: int, out_size: int, kernel: int = 3):
         super().__init__()
         self.z_dim, self.in_size, self.out_size, self.kernel = z_dim, in_size, out_size, kernel
-        self.w1 = nn.Parameter(torch.zeros(z_dim, out_size * kernel * kernel))
-        self.b1 = nn.Parameter(torch.zeros(out_size * kernel * kernel))
-        self.w2 = nn.Parameter(torch.zeros(z_dim, in_size * z_dim))
-        self.b2 = nn.Parameter(torch.zeros(in_size * z_dim))
+        self.w1 = nn.Parameter(construction.zeros((z_dim, out_size * kernel * kernel)))
+        self.b1 = nn.Parameter(construction.zeros((out_size * kernel * kernel,)))
+        self.w2 = nn.Parameter(construction.zeros((z_dim, in_size * z_dim)))
+        self.b2 = nn.Parameter(construction.zeros((in_size * z_dim,)))
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         n = code.shape[0]

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from . import ops
+from . import construction, ops
 
 # Per-sample weight deltas keyed by synthesis-relative parameter name
 # ("b4.conv1.weight", "b8.torgb.weight", "b16.conv0.affine.weight", ...).
@@ -138,7 +138,7 @@ class FullyConnectedLayer(nn.Module):
     ):
         super().__init__()
         self.lrelu = lrelu
-        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
+        self.weight = nn.Parameter(construction.randn((out_features, in_features), 1 / lr_multiplier))
         self.bias = nn.Parameter(torch.full([out_features], float(bias_init)))
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.bias_gain = lr_multiplier
@@ -215,10 +215,10 @@ class SynthesisLayer(nn.Module):
         self.resolution = resolution
         self.up = up
         self.conv_clamp = conv_clamp
-        self.register_buffer("resample_filter", torch.ones(4, 4) / 16)
+        self.register_buffer("resample_filter", torch.full((4, 4), 1 / 16))
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
-        self.register_buffer("noise_const", torch.randn([resolution, resolution]))
+        self.weight = nn.Parameter(construction.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.register_buffer("noise_const", construction.randn([resolution, resolution]))
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
@@ -251,7 +251,7 @@ class ToRGBLayer(nn.Module):
         super().__init__()
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
+        self.weight = nn.Parameter(construction.randn([out_channels, in_channels, 1, 1]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         # The reference code folds this gain into the styles, not the weight,
         # so a predicted delta is added to the un-scaled weight.
@@ -285,11 +285,12 @@ class SynthesisBlock(nn.Module):
         self.in_channels = in_channels
         self.resolution = resolution
         self.architecture = architecture
-        self.register_buffer("resample_filter", torch.ones(4, 4) / 16)
+        # A factory, not an op: models are built on the meta device, where an op would pull in torch._dynamo (3 s).
+        self.register_buffer("resample_filter", torch.full((4, 4), 1 / 16))
         self.num_conv = 0
         self.num_torgb = 0
         if in_channels == 0:
-            self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+            self.const = nn.Parameter(construction.randn([out_channels, resolution, resolution]))
         else:
             self.conv0 = SynthesisLayer(
                 in_channels, out_channels, w_dim, resolution, up=True, conv_clamp=conv_clamp
