@@ -75,6 +75,13 @@ class FastInverter:
             )
         return self._theta
 
+    def release_theta_renderer(self) -> None:
+        """Free the theta renderer (about 80 MB at FFHQ size; rebuilt by the next Phase I in ~0.1-0.2 s).
+
+        The GUI calls this after Phase I so that it is not held alongside Phase II's renderer.
+        """
+        self._theta = None
+
     def _autocast(self):
         if self.dtype == torch.bfloat16:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)

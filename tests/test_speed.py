@@ -232,3 +232,56 @@ def test_recommended_precision_and_memory_figures(generator, inverted):
     assert r.weight_bytes() > 0 and r.cache_bytes() == 0
     with pytest.raises(ValueError):
         EditRenderer(generator, None, precision="float16")
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 4, 4), (4, 2, 7, 5), (1, 8, 1, 1)])
+def test_polyphase_up_convolution_equals_the_transposed_convolution(shape):
+    """The four per-phase kernels of _up_phases rebuild conv_transpose2d(stride 2) exactly."""
+    from hyperinverter_gui.fast_render import _PHASE_OFFSETS, _up_phases
+
+    g = torch.Generator().manual_seed(3)
+    n, i, h, w = shape
+    x = torch.randn(n, i, h, w, generator=g)
+    weight = torch.randn(6, i, 3, 3, generator=g)
+    ref = torch.nn.functional.conv_transpose2d(x, weight.transpose(0, 1) * 4.0, stride=2)
+    out = torch.empty_like(ref)
+    for (ry, rx), k in zip(_PHASE_OFFSETS, _up_phases(weight, torch.contiguous_format)):
+        out[:, :, ry::2, rx::2] = torch.nn.functional.conv2d(x, k, padding=(1 - ry, 1 - rx))
+    assert (out - ref).abs().max().item() < 1e-4
+    assert _up_phases(torch.randn(6, i, 5, 5), torch.contiguous_format) is None  # other kernels keep convT
+
+
+def test_polyphase_and_transposed_paths_render_the_same_frames(generator, inverted):
+    r = inverted[1]
+    poly = EditRenderer(generator, r.deltas)
+    plain = EditRenderer(generator, r.deltas, polyphase=False)
+    assert any(s.layer.phases is not None for s in poly.steps if s.layer is not None and s.layer.up)
+    assert all(s.layer.phases is None for s in plain.steps if s.layer is not None)
+    for w in _edits(r.w, 2, seed=4):
+        ref = _reference(generator, w, r.deltas)
+        assert (poly.render(w) - ref).abs().max().item() < BOUND
+        assert (plain.render(w) - ref).abs().max().item() < BOUND
+
+
+def test_theta_renderer_reads_the_generator_weights_without_copying_them(generator, inverted):
+    params = {n: p for n, p in generator.synthesis.named_parameters()}
+    theta = EditRenderer(generator, None)
+    for step in theta.steps:
+        if step.layer is not None:
+            assert step.layer.w_base.data_ptr() == params[f"{step.layer.name}.weight"].data_ptr()
+    # With delta_theta the merged weights are the renderer's own; both count once with include_shared.
+    edited = EditRenderer(generator, inverted[0].deltas)
+    theta.render(inverted[0].w)
+    edited.render(inverted[0].w)
+    conv_bytes = sum(p.numel() * 4 for n, p in params.items() if n.endswith(("conv0.weight", "conv1.weight")))
+    assert theta.weight_bytes(include_shared=True) - theta.weight_bytes() >= conv_bytes
+    assert edited.weight_bytes() - theta.weight_bytes() >= conv_bytes  # theta + delta_theta, merged once
+
+
+def test_layers_of_one_shape_share_one_scratch_weight(generator, inverted):
+    r = EditRenderer(generator, inverted[0].deltas)
+    r.render(inverted[0].w)
+    shapes = set(r._scratch)
+    assert shapes and len(shapes) == len(r._scratch)
+    per_frame = [s.layer for s in r.steps if s.layer is not None and not s.layer.act_mod]
+    assert len(r._scratch) < sum(4 if lay.phases else 1 for lay in per_frame)

@@ -296,6 +296,7 @@ class EngineWorker(QObject):
         self._check(job)
         self.progress.emit(job, "Phase I: synthesis", 30)
         phase1 = inv.phase1(ws)
+        inv.release_theta_renderer()  # memory: not held alongside Phase II's renderer
         self.phase1Ready.emit(job, tensor_to_uint8(phase1[0]))
         self._check(job)
         self.progress.emit(job, "Phase II: encoding the photo and the Phase-I image", 50)
@@ -312,8 +313,6 @@ class EngineWorker(QObject):
             phase1[0].float().cpu(), final[0].float().cpu(),
             {"precision": self.inversion_precision} if self.inversion_precision != "float32" else {},
         )
-        # Memory: the θ renderer of Phase I is rebuilt in ~0.1 s next time rather than kept (~0.2 GB).
-        inv._theta = None
         if renderers and self.frame_precision == self.inversion_precision:
             # The first slider move starts from the renderer Phase II just prepared.
             self._renderer, self._renderer_key = renderers[0], (id(self.model.generator), id(result.deltas))
