@@ -28,6 +28,7 @@ import torch
 
 from .fast_render import EditRenderer, resolve_precision
 from .inversion import InversionResult, WeightDeltas
+from .memory import release_pages
 from .models.hyperinverter import HyperInverter, resize_for_encoder
 
 
@@ -54,8 +55,12 @@ class FastInverter:
         *,
         channels_last: bool = True,
         cache_resolution: int = 256,
+        release_weights: bool = False,
     ):
         self.model = model
+        # After each encoder stage, hand its memory-mapped weights' pages back to the OS (see
+        # memory.release_pages): the GUI's peak then holds one network at a time, not all of them.
+        self.release_weights = release_weights
         self.dtype = resolve_precision(precision)
         self.channels_last = channels_last
         self.cache_resolution = cache_resolution
@@ -102,6 +107,7 @@ class FastInverter:
         """Phase I code ws [N, num_ws, w_dim] (float32)."""
         with self._autocast():
             w = self.model.w_encoder(x256)
+        self._release(self.model.w_encoder)
         w = w.float() + self.model.generator.w_avg.unsqueeze(0)
         return w.unsqueeze(1).repeat(1, self.model.num_ws, 1)
 
@@ -115,11 +121,18 @@ class FastInverter:
         batch = torch.cat([x256, self._cl(resize_for_encoder(phase1))], dim=0)
         with self._autocast():
             feats = self.model.w_bar_encoder(self._cl(batch))
+        self._release(self.model.w_bar_encoder)
         feats = feats.float()
         return feats[n:], feats[:n]
 
     def hypernet(self, image_features: torch.Tensor, photo_features: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.model.hypernet(image_features, photo_features)
+        deltas = self.model.hypernet(image_features, photo_features)
+        self._release(self.model.hypernet)
+        return deltas
+
+    def _release(self, module: torch.nn.Module) -> None:
+        if self.release_weights:
+            release_pages(module)
 
     def phase2(self, ws: torch.Tensor, deltas: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[EditRenderer]]:
         """G(ws; theta + delta_theta) per image; returns images [N,3,R,R] and the per-image renderers."""

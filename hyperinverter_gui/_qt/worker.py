@@ -285,6 +285,7 @@ class EngineWorker(QObject):
         if self.model is None:
             raise HyperInverterError("no HyperInverter checkpoint is loaded: see the model panel")
         inv = fast_inverter(self.model, self.inversion_precision)
+        inv.release_weights = True  # memory: encoders' pages go back to the OS after their stage
         # Memory: the previous photo's renderer is not needed any more.
         self._renderer = self._renderer_key = self._renderer_deltas = None
         x = torch.from_numpy(np.array(aligned_rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div(127.5).sub(1)
