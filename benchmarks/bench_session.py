@@ -141,6 +141,8 @@ def child(args: argparse.Namespace) -> None:
         wait(win.worker.rendered, lambda token, img, ms: token[3] is None)
         app.processEvents()
         releases.append(time.time() - t)
+    if args.screenshot:
+        win.grab().save(args.screenshot)
     out["release_full"] = statistics.median(releases)
     out["preview"] = statistics.median(previews) if previews else float("nan")
     snapshot("sliders")
@@ -200,7 +202,7 @@ def make_inputs(folder: Path) -> tuple[Path, Path, Path]:
 def run_child(args, workdir: Path, photo: Path, photo2: Path, directions: Path, env: dict) -> dict:
     cmd = [sys.executable, __file__, "--child", "--models", str(args.models), "--workdir", str(workdir),
            "--photo", str(photo), "--photo2", str(photo2), "--directions", str(directions),
-           "--precision", args.precision]
+           "--precision", args.precision] + (["--screenshot", args.screenshot] if args.screenshot else [])
     env = {**env, "BENCH_T0": repr(time.time())}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     for line in proc.stdout.splitlines():
@@ -235,6 +237,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"])
     ap.add_argument("--markdown", help="also write the table to this file")
+    ap.add_argument("--screenshot", help="save the window after the slider moves of the first measured run (PNG)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--workdir", "--photo", "--photo2", "--directions"):
         ap.add_argument(hidden, help=argparse.SUPPRESS)
@@ -254,9 +257,11 @@ def main() -> None:
     if not env["QT_QPA_PLATFORM"]:
         env.pop("QT_QPA_PLATFORM")
     print("first start (converts the models into the cache; not measured) ...", flush=True)
+    shot, args.screenshot = args.screenshot, None
     run_child(args, tmp, photo, photo2, directions, env)
     runs = []
     for k in range(args.runs):
+        args.screenshot = shot if k == 0 else None
         runs.append(run_child(args, tmp, photo, photo2, directions, env))
         r = runs[-1]
         print(f"run {k + 1}: interactive {r['interactive']:.2f} s, invert {r['invert_first']:.2f} s, "

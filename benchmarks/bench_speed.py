@@ -234,6 +234,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
     ap.add_argument("--markdown", type=Path, help="also write the table (and machine) to this markdown file")
     ap.add_argument("--quick", action="store_true", help="repeats 2, batches 1,2, for a smoke run")
+    ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                    help="measure the bfloat16 path: auto = only where the hardware runs bf16 natively "
+                         "(elsewhere it is emulated, ~10x slower than float32, and the editor never uses it)")
     args = ap.parse_args()
     if args.quick:
         args.repeats, args.batches = 2, "1,2"
@@ -251,7 +254,12 @@ def main() -> None:
     mem = PeakMemory(device)
     baseline_rss = _rss_bytes() if device.type == "cpu" and os.path.exists("/proc/self/statm") else 0
     t = Timer(device)
-    inverters = {"f32": FastInverter(model, "float32"), "bf16": FastInverter(model, "bfloat16")}
+    from hyperinverter_gui.fast_render import recommended_precision
+
+    with_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and recommended_precision(device) == "bfloat16")
+    inverters = {"f32": FastInverter(model, "float32")}
+    if with_bf16:
+        inverters["bf16"] = FastInverter(model, "bfloat16")
     gen = torch.Generator().manual_seed(1)
     x = (torch.rand(1, 3, res_max, res_max, generator=gen) * 2 - 1).to(device)
     acc: dict[str, float] = {}
@@ -311,7 +319,9 @@ def main() -> None:
                     with mem.section(f"{key}.frames"):
                         outs[key] = t(f"{key}.{name}", lambda r=r, w=w, mr=max_res: r.render(w, mr))
                 acc["f32.frame_abs"] = max(acc.get("f32.frame_abs", 0.0), (outs["f32"] - ref).abs().max().item())
-                acc["bf16.frame_psnr"] = min(acc.get("bf16.frame_psnr", float("inf")), psnr(outs["bf16"], outs["f32"]))
+                if "bf16" in outs:
+                    acc["bf16.frame_psnr"] = min(acc.get("bf16.frame_psnr", float("inf")),
+                                                 psnr(outs["bf16"], outs["f32"]))
             print(f"  frames {name} done ({time.perf_counter() - t0:.0f} s)", flush=True)
         for key, r in renderers.items():
             acc[f"{key}.cache_mb"] = r.cache_bytes() / 2**20
@@ -375,7 +385,7 @@ def main() -> None:
         ("f32", ("resize", "encode_w", "phase1", "e2_pair", "hypernet", "prepare", "phase2")),
         ("bf16", ("resize", "encode_w", "phase1", "e2_pair", "hypernet", "prepare", "phase2")),
     ):
-        totals[key] = sum(m(f"{key}.{s}") or 0 for s in stages)
+        totals[key] = sum(m(f"{key}.{s}") or 0 for s in stages) or None
     row("**inversion total**", totals["naive"], totals["f32"], totals["bf16"], TARGETS["inversion"])
     mem_row("peak memory, inversion", "inversion")
 
@@ -393,7 +403,8 @@ def main() -> None:
     mem_row("peak memory, frames", "frames")
     rows.append(["renderer memory: prepared θ+Δθ weights + activation cache (≤ 256 px)", "—",
                  f"{acc.get('f32.weights_mb', 0):.0f} + {acc.get('f32.cache_mb', 0):.0f} MB", "",
-                 f"{acc.get('bf16.weights_mb', 0):.0f} + {acc.get('bf16.cache_mb', 0):.0f} MB", "", ""])
+                 f"{acc['bf16.weights_mb']:.0f} + {acc['bf16.cache_mb']:.0f} MB" if "bf16.weights_mb" in acc else "—",
+                 "", ""])
 
     if batches:
         section("Inversion vs batch size: per batch (per image)")
@@ -408,15 +419,19 @@ def main() -> None:
     section("Accuracy (fast vs naive; bf16 vs float32)")
     rows.append(["frame: max abs difference vs naive (images ≈ [-1,1] scale)", "—",
                  f"{acc['f32.frame_abs']:.1e}", "", "", "", "bound 1e-3"])
+    def bf16_acc(key, fmt):
+        return fmt.format(acc[key]) if key in acc else "not measured (no native bf16)"
+
     rows.append(["frame: PSNR vs float32 (random weights, raw)", "—", "—", "",
-                 f"{acc['bf16.frame_psnr']:.1f} dB", "", "floor 40 dB"])
-    scaled = acc["bf16.frame_psnr"] + 20 * math.log10(img_std / 0.5)
-    rows.append([f"frame: PSNR scaled to a face-like image std 0.5 (this model's std {img_std:.2f})", "—", "—", "",
-                 f"{scaled:.1f} dB", "", "floor 40 dB"])
+                 bf16_acc("bf16.frame_psnr", "{:.1f} dB"), "", "floor 40 dB"])
+    if "bf16.frame_psnr" in acc:
+        scaled = acc["bf16.frame_psnr"] + 20 * math.log10(img_std / 0.5)
+        rows.append([f"frame: PSNR scaled to a face-like image std 0.5 (this model's std {img_std:.2f})", "—", "—",
+                     "", f"{scaled:.1f} dB", "", "floor 40 dB"])
     rows.append(["inversion: Δθ relative error vs naive", "—", f"{acc['f32.inv_delta_rel']:.1e}", "",
-                 f"{acc['bf16.inv_delta_rel']:.1e}", "", "bound 1e-4 (f32)"])
+                 bf16_acc("bf16.inv_delta_rel", "{:.1e}"), "", "bound 1e-4 (f32)"])
     rows.append(["inversion: final image max abs diff / PSNR vs naive", "—", f"{acc['f32.inv_img_abs']:.1e}", "",
-                 f"{acc['bf16.inv_psnr']:.1f} dB", "", ""])
+                 bf16_acc("bf16.inv_psnr", "{:.1f} dB"), "", ""])
 
     header = ["", "naive f32", "fast f32", "×", "fast bf16", "×", "target (CPU, 2 threads)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -426,7 +441,8 @@ def main() -> None:
     baseline = f"{baseline_rss / 2**30:.2f} GB" if baseline_rss else "n/a"
     notes = (
         f"Machine: {desc}.\n"
-        f"`python benchmarks/bench_speed.py --device {args.device} --repeats {args.repeats}`: medians of "
+        f"`python benchmarks/bench_speed.py --device {args.device} --repeats {args.repeats}`"
+        f"{'' if with_bf16 else ' (bf16 columns empty: this hardware has no native bf16, so auto = float32)'}: medians of "
         f"{args.repeats} runs after a warm-up (batch rows: {args.batch_repeats} run each), FFHQ config-f shapes "
         f"with random weights, memory = peak RSS of the process during each path "
         f"(in brackets: its growth during the path; the models alone: {baseline}; the process also holds "
