@@ -399,7 +399,7 @@ class EditRenderer:
 
         With ``phases`` (see :func:`_up_phases`) the transposed convolution runs as four plain
         convolutions, one per output phase, interleaved into the (2H+1)^2 grid: the same
-        products and sums, about twice as fast on CPUs as ``conv_transpose2d``.
+        products and sums, 1.5-1.7x faster on CPUs than ``conv_transpose2d`` at 256-1024 px.
         """
         if layer.phases is None:
             w = torch.mul(layer.w_base.transpose(0, 1), scale.transpose(0, 1) * 4.0,
