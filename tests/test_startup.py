@@ -88,3 +88,36 @@ def test_package_turns_on_huge_pages_for_large_tensors_before_torch_loads():
                           "print(os.environ.get('THP_MEM_ALLOC_ENABLE'))"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120, env={**env, "THP_MEM_ALLOC_ENABLE": "0"})
     assert out.stdout.strip() == "0"
+
+
+def test_editor_shows_a_splash_before_torch_loads_and_then_opens(tmp_path):
+    """`python main.py`: the splash comes up before torch is imported; the window follows and the app exits cleanly."""
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    code = (
+        "import sys\n"
+        "from PySide6.QtCore import QTimer\n"
+        "from PySide6.QtWidgets import QApplication, QSplashScreen\n"
+        "import hyperinverter_gui._qt.app as gui\n"
+        "assert 'torch' not in sys.modules, 'torch imported before the splash'\n"
+        "app = QApplication([])\n"
+        "seen = []\n"
+        "orig = gui._splash\n"
+        "def splash():\n"
+        "    s = orig(); seen.append(('torch' in sys.modules, s.isVisible())); return s\n"
+        "gui._splash = splash\n"
+        "def done():\n"
+        "    win = getattr(app, 'main_window', None)\n"
+        "    if win is None:\n"
+        "        QTimer.singleShot(50, done); return\n"
+        "    seen.append(win.isVisible())\n"
+        "    seen.append(not any(isinstance(w, QSplashScreen) and w.isVisible() for w in app.topLevelWidgets()))\n"
+        "    app.quit()\n"
+        "QTimer.singleShot(0, done)\n"
+        "rc = gui.main([])\n"
+        "print(rc, seen)\n"
+    )
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "HYPERINVERTER_WEIGHTS": str(empty),
+           "HYPERINVERTER_USER_WEIGHTS": str(empty), "HYPERINVERTER_CACHE": str(tmp_path / "cache"),
+           "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path)}
+    assert _run(code, env) == "0 [(False, True), True, True]"

@@ -7,10 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-from ..weights import cache_dir
-
 
 def log_file() -> Path:
+    from ..weights import cache_dir  # imports torch: after the splash is up
+
     return cache_dir() / "logs" / "hyperinverter-studio.log"
 
 
@@ -44,6 +44,21 @@ def apply_theme(theme: str) -> None:
     app.setStyleSheet("")
 
 
+def _splash():
+    """A plain 'starting' window, shown before torch is imported (the window follows in seconds)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QColor, QPixmap
+    from PySide6.QtWidgets import QApplication, QSplashScreen
+
+    pixmap = QPixmap(460, 120)
+    pixmap.fill(QColor("#19232d"))
+    splash = QSplashScreen(pixmap)
+    splash.showMessage("HyperInverter Studio\nstarting…", Qt.AlignCenter, QColor("#e0e1e3"))
+    splash.show()
+    QApplication.processEvents()
+    return splash
+
+
 def main(argv: list[str] | None = None, photo: str | None = None) -> int:
     """Open the editor (optionally with a photo)."""
     try:
@@ -51,6 +66,8 @@ def main(argv: list[str] | None = None, photo: str | None = None) -> int:
     except ImportError:
         print("error: the desktop editor needs PySide6: pip install PySide6-Essentials qdarkstyle", file=sys.stderr)
         return 2
+    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
+    splash = _splash()  # torch and the models take seconds to load: say so at once
     path = setup_logging()
     logging.getLogger(__name__).info("starting; log file %s", path)
 
@@ -62,7 +79,6 @@ def main(argv: list[str] | None = None, photo: str | None = None) -> int:
             win.show_error(f"unexpected error: {exc_type.__name__}: {exc} (details in {path})")
 
     sys.excepthook = excepthook
-    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
     app.setApplicationName("HyperInverter Studio")
     app.setOrganizationName("HyperInverterStudio")
     from PySide6.QtCore import QSettings
@@ -74,6 +90,7 @@ def main(argv: list[str] | None = None, photo: str | None = None) -> int:
     win = MainWindow(settings)
     app.main_window = win
     win.show()
+    splash.finish(win)
     if photo:
         win.open_photo(Path(photo))
     code = app.exec()
