@@ -87,23 +87,36 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise ModelFileError(f"cache file {path} is unreadable ({e})") from None
 
 
+def _cached_generator(path: Path, tensors_path: Path, json_path: Path) -> Generator | None:
+    meta = _valid_meta(json_path, tensors_path, _source_info(path))
+    if meta is None:
+        return None
+    try:
+        cfg = GeneratorConfig.from_json(meta["config"])
+        return loading.generator_from_state_dict(cfg, _read_tensors(tensors_path), path.name)
+    except (ModelFileError, KeyError, TypeError, ValueError) as e:
+        log.warning("ignoring a damaged cache entry for %s: %s", path.name, e)
+        return None
+
+
 def load_generator_cached(path: str | Path, cache: Path | None) -> Generator:
-    """Like :func:`loading.load_generator`, through the cache when ``cache`` is a folder."""
+    """Like :func:`loading.load_generator`, through the cache when ``cache`` is a folder.
+
+    Right after converting, too, the model is served from the cache file: memory-mapped tensors,
+    whose pages the editor hands back to the OS between uses (``memory.release_pages``).
+    """
     path = Path(path)
     if cache is None:
         return loading.load_generator(path)
     if not path.exists():
         raise ModelFileError(f"model file not found: {path}")
     tensors_path, json_path = _entry_paths(cache, "generators", path)
-    meta = _valid_meta(json_path, tensors_path, _source_info(path))
-    if meta is not None:
-        try:
-            cfg = GeneratorConfig.from_json(meta["config"])
-            return loading.generator_from_state_dict(cfg, _read_tensors(tensors_path), path.name)
-        except (ModelFileError, KeyError, TypeError, ValueError) as e:
-            log.warning("ignoring a damaged cache entry for %s: %s", path.name, e)
+    g = _cached_generator(path, tensors_path, json_path)
+    if g is not None:
+        return g
     g = loading.load_generator(path)
-    _write_entry(tensors_path, json_path, g.state_dict(), {"kind": "generator", "config": g.cfg.to_json()}, path)
+    if _write_entry(tensors_path, json_path, g.state_dict(), {"kind": "generator", "config": g.cfg.to_json()}, path):
+        return _cached_generator(path, tensors_path, json_path) or g
     return g
 
 
@@ -121,34 +134,48 @@ def _hi_config_from_json(d: dict[str, Any]) -> HyperInverterConfig:
                                targets)
 
 
+def _cached_hyperinverter(checkpoint: Path, generator: Generator, tensors_path: Path,
+                          json_path: Path) -> HyperInverter | None:
+    meta = _valid_meta(json_path, tensors_path, _source_info(checkpoint))
+    if meta is None:
+        return None
+    try:
+        cfg = _hi_config_from_json(meta["config"])
+        shapes = generator.synthesis.weight_shapes()
+        if not (all(t.name in shapes and tuple(shapes[t.name]) == t.shape for t in cfg.targets)
+                and cfg.n_styles == meta["config"]["n_styles"] and meta.get("resolution") == generator.img_resolution):
+            return None
+        sd = _read_tensors(tensors_path)
+        parts = {p: {k[len(p) + 1:]: v for k, v in sd.items() if k.startswith(p + ".")}
+                 for p in ("w_encoder", "w_bar_encoder", "hypernet")}
+        return loading.build_hyperinverter(generator, cfg, parts["w_encoder"], parts["w_bar_encoder"],
+                                           parts["hypernet"], checkpoint.name)
+    except (ModelFileError, KeyError, TypeError, ValueError) as e:
+        log.warning("ignoring a damaged cache entry for %s: %s", checkpoint.name, e)
+        return None
+
+
 def load_hyperinverter_cached(
     checkpoint: str | Path, generator: Generator, w_encoder: str | Path | None, cache: Path | None
 ) -> HyperInverter:
-    """Like :func:`loading.load_hyperinverter`, through the cache (only E1, E2 and the hypernetwork are kept)."""
+    """Like :func:`loading.load_hyperinverter`, through the cache (only E1, E2 and the hypernetwork are kept).
+
+    As for the generator, a freshly converted model is served from its (memory-mapped) cache file.
+    """
     checkpoint = Path(checkpoint)
     if cache is None or w_encoder is not None:
         return loading.load_hyperinverter(checkpoint, generator, w_encoder)
     if not checkpoint.exists():
         raise ModelFileError(f"model file not found: {checkpoint}")
     tensors_path, json_path = _entry_paths(cache, "inverters", checkpoint)
-    meta = _valid_meta(json_path, tensors_path, _source_info(checkpoint))
-    if meta is not None:
-        try:
-            cfg = _hi_config_from_json(meta["config"])
-            shapes = generator.synthesis.weight_shapes()
-            if all(t.name in shapes and tuple(shapes[t.name]) == t.shape for t in cfg.targets) and \
-                    cfg.n_styles == meta["config"]["n_styles"] and meta.get("resolution") == generator.img_resolution:
-                sd = _read_tensors(tensors_path)
-                parts = {p: {k[len(p) + 1:]: v for k, v in sd.items() if k.startswith(p + ".")}
-                         for p in ("w_encoder", "w_bar_encoder", "hypernet")}
-                return loading.build_hyperinverter(generator, cfg, parts["w_encoder"], parts["w_bar_encoder"],
-                                                   parts["hypernet"], checkpoint.name)
-        except (ModelFileError, KeyError, TypeError, ValueError) as e:
-            log.warning("ignoring a damaged cache entry for %s: %s", checkpoint.name, e)
+    model = _cached_hyperinverter(checkpoint, generator, tensors_path, json_path)
+    if model is not None:
+        return model
     model = loading.load_hyperinverter(checkpoint, generator)
     tensors = {f"{p}.{k}": v for p in ("w_encoder", "w_bar_encoder", "hypernet")
                for k, v in getattr(model, p).state_dict().items()}
-    _write_entry(tensors_path, json_path, tensors,
-                 {"kind": "hyperinverter", "config": _hi_config_json(model.cfg),
-                  "resolution": generator.img_resolution}, checkpoint)
+    if _write_entry(tensors_path, json_path, tensors,
+                    {"kind": "hyperinverter", "config": _hi_config_json(model.cfg),
+                     "resolution": generator.img_resolution}, checkpoint):
+        return _cached_hyperinverter(checkpoint, generator, tensors_path, json_path) or model
     return model

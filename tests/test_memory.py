@@ -70,3 +70,11 @@ def test_inverting_with_released_weights_gives_the_same_results(mapped_model, ph
         for a, b in zip(releasing.invert(photos), plain):
             assert torch.equal(a.w, b.w) and torch.equal(a.image, b.image)
             assert all(torch.equal(a.deltas[k], b.deltas[k]) for k in b.deltas)
+
+
+def test_a_freshly_converted_model_is_already_served_from_its_cache_file(tmp_path, model_dir):
+    cache = tmp_path / "cache"
+    g = load_generator_cached(model_dir / "G.pkl", cache)  # converts
+    model = load_hyperinverter_cached(model_dir / "HI.pt", g, None, cache)  # converts
+    assert release_pages(model.w_bar_encoder) > 0 and release_pages(g.synthesis) > 0
+    assert any("generators" in path for _, _, path in file_mappings())
