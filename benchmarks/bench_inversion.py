@@ -38,6 +38,9 @@ def ffhq_model(hidden_dim: int) -> HyperInverter:
 
 
 def main() -> None:
+    from hyperinverter_gui.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the editor and the command line do
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch", type=int, default=1)

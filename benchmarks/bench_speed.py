@@ -224,6 +224,9 @@ def fast_inversion(inv: FastInverter, x, t: Timer, prefix: str):
 
 
 def main() -> None:
+    from hyperinverter_gui.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the editor and the command line do
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per figure after one warm-up")

@@ -616,6 +616,9 @@ def cmd_directions(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
+    from .allocator import keep_freed_memory
+
+    keep_freed_memory()  # batch inversions and edits reuse freed activations (no page faults)
     if args.command is None:
         from ._qt.app import main as gui_main
 

@@ -74,22 +74,6 @@ def test_identification_is_remembered_until_the_file_changes(tmp_path, model_dir
     assert discover([d]).problems
 
 
-def test_package_turns_on_huge_pages_for_large_tensors_before_torch_loads():
-    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-    out = subprocess.run([sys.executable, "-c", "import os, hyperinverter_gui, torch; "
-                          "print(os.environ.get('THP_MEM_ALLOC_ENABLE'))"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
-    assert out.returncode == 0, out.stderr
-    from hyperinverter_gui import _huge_pages_available
-
-    assert out.stdout.strip() == ("1" if sys.platform.startswith("linux") and _huge_pages_available() else "None")
-    # A user's own choice stays.
-    out = subprocess.run([sys.executable, "-c", "import os, hyperinverter_gui; "
-                          "print(os.environ.get('THP_MEM_ALLOC_ENABLE'))"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120, env={**env, "THP_MEM_ALLOC_ENABLE": "0"})
-    assert out.stdout.strip() == "0"
-
-
 def test_editor_shows_a_splash_before_torch_loads_and_then_opens(tmp_path):
     """`python main.py`: the splash comes up before torch is imported; the window follows and the app exits cleanly."""
     empty = tmp_path / "weights"

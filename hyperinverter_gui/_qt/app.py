@@ -61,6 +61,9 @@ def _splash():
 
 def main(argv: list[str] | None = None, photo: str | None = None) -> int:
     """Open the editor (optionally with a photo)."""
+    from ..allocator import keep_freed_memory
+
+    keep_freed_memory()  # before any thread starts: frames reuse freed memory (no page faults)
     try:
         from PySide6.QtWidgets import QApplication
     except ImportError:

@@ -93,6 +93,9 @@ class EngineWorker(QObject):
 
     def __init__(self) -> None:
         super().__init__()
+        from ..allocator import keep_freed_memory
+
+        keep_freed_memory()  # frames and inversions reuse freed activations (idempotent)
         self.model = None
         self.generator = None
         self.hs_model = None
