@@ -74,9 +74,11 @@ class FastInverter:
     @property
     def theta_renderer(self) -> EditRenderer:
         if self._theta is None:
+            # No Winograd transforms here: Phase I renders one frame, which they would not repay
+            # (and they would add ~150 MB at FFHQ size while theta itself is read in place).
             self._theta = EditRenderer(
                 self.model.generator, None, precision=self.dtype, cache_resolution=0,
-                channels_last=self.channels_last,
+                channels_last=self.channels_last, winograd=False,
             )
         return self._theta
 

@@ -1,0 +1,86 @@
+"""Winograd F(4x4, 3x3) convolutions (models.winograd) and the renderer layers that use them."""
+
+from __future__ import annotations
+
+import official_formats as of
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hyperinverter_gui.fast_render import EditRenderer
+from hyperinverter_gui.models import winograd
+
+BOUND = 1e-3  # max abs difference on images of the float32 fast path (as in test_speed.py)
+
+
+@pytest.mark.parametrize("n, c, o, h, w", [(1, 8, 5, 4, 4), (2, 16, 24, 8, 12), (3, 7, 9, 16, 8)])
+def test_winograd_convolution_equals_the_direct_convolution(n, c, o, h, w):
+    g = torch.Generator().manual_seed(n * 100 + c)
+    x = torch.randn(n, c, h, w, generator=g).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(o, c, 3, 3, generator=g) / (9 * c) ** 0.5
+    bias = torch.randn(o, generator=g)
+    s = torch.rand(n, c, generator=g) + 0.5
+    d = torch.rand(n, o, generator=g) + 0.5
+    ref = F.conv2d(x.double() * s.double()[:, :, None, None], weight.double(), padding=1)
+    ref = ref * d.double()[:, :, None, None] + bias.double()[None, :, None, None]
+    out = winograd.conv3x3(x, winograd.transform_weight(weight), in_scale=s, out_scale=d, bias=bias)
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert (out.double() - ref).abs().max().item() < 1e-4 * ref.abs().max().item()
+    # Without scales or bias: the plain convolution; one [I] scale broadcasts over the batch.
+    plain = winograd.conv3x3(x.contiguous(), winograd.transform_weight(weight))
+    assert (plain.double() - F.conv2d(x.double(), weight.double(), padding=1)).abs().max().item() < 1e-4
+    shared = winograd.conv3x3(x, winograd.transform_weight(weight), in_scale=s[0])
+    ref = F.conv2d(x.double() * s[0].double()[None, :, None, None], weight.double(), padding=1)
+    assert (shared.double() - ref).abs().max().item() < 1e-4
+
+
+def test_winograd_rejects_what_it_cannot_compute():
+    with pytest.raises(ValueError, match="3, 3"):
+        winograd.transform_weight(torch.randn(4, 4, 5, 5))
+    with pytest.raises(ValueError, match="divisible by 4"):
+        winograd.conv3x3(torch.randn(1, 4, 6, 8), winograd.transform_weight(torch.randn(4, 4, 3, 3)))
+    # The rule follows the measurements: many channels at small sizes only.
+    assert winograd.worthwhile(512, 512, 64, 64) and winograd.worthwhile(256, 256, 128, 128)
+    assert not winograd.worthwhile(128, 128, 64, 64) and not winograd.worthwhile(512, 512, 4, 4)
+    assert not winograd.worthwhile(256, 256, 256, 256)
+
+
+@pytest.fixture(scope="module")
+def wide_generator(tmp_path_factory):
+    """A 32 px generator with 256 channels in every layer, so its 8-32 px convolutions take the Winograd path."""
+    from hyperinverter_gui.loading import load_generator
+
+    path = tmp_path_factory.mktemp("wide") / "G.pkl"
+    tree = of.stylegan2_generator_tree(seed=5, img_resolution=32, channel_base=8192, channel_max=256, z_dim=32,
+                                       w_dim=64, mapping_layers=1)
+    of.write_nvidia_pickle(path, tree)
+    return load_generator(path)
+
+
+def test_renderer_layers_on_the_winograd_path_keep_frames_exact(wide_generator):
+    g = wide_generator
+    torch.manual_seed(0)
+    deltas = {k: 0.05 * torch.randn(1, *shape) for k, shape in g.synthesis.weight_shapes().items()}
+    w = g.mapping(torch.randn(1, g.z_dim), None)[0]
+    fast = EditRenderer(g, deltas)
+    direct = EditRenderer(g, deltas, winograd=False)
+    wino_layers = [s.layer.name for s in fast.steps if s.layer is not None and s.layer.winograd is not None]
+    # Plain (not up-sampling) 3x3 convolutions at 8-32 px: b8.conv1, b16.conv1, b32.conv1.
+    assert wino_layers == ["b8.conv1", "b16.conv1", "b32.conv1"]
+    assert all(s.layer.winograd is None for s in direct.steps if s.layer is not None)
+    with torch.no_grad():
+        for k in range(3):
+            wk = w + 0.3 * k * torch.randn(w.shape)
+            ref = g.synthesis(wk[None], deltas)[0]
+            for res in (None, 16):
+                exp = ref if res is None else g.synthesis(wk[None], deltas, max_resolution=res)[0]
+                assert (fast.render(wk, max_resolution=res) - exp).abs().max().item() < BOUND
+                assert (direct.render(wk, max_resolution=res) - exp).abs().max().item() < BOUND
+        # Several images at once (activation modulation with per-image styles).
+        ws = torch.stack([w, w + 0.5, w - 0.5])
+        ref = g.synthesis(ws, {k: v.expand(3, *v.shape[1:]) for k, v in deltas.items()})
+        assert (fast.render_batch(ws) - ref).abs().max().item() < BOUND
+    # Off by default where it does not pay: bfloat16 and (by the same rule) CUDA.
+    assert all(s.layer.winograd is None for s in EditRenderer(g, deltas, precision="bfloat16").steps
+               if s.layer is not None)
