@@ -107,7 +107,7 @@ class FastInverter:
 
     def encode_w(self, x256: torch.Tensor) -> torch.Tensor:
         """Phase I code ws [N, num_ws, w_dim] (float32)."""
-        with self._autocast():
+        with self._autocast(), self._releasing(self.model.w_encoder.body):
             w = self.model.w_encoder(x256)
         self._release(self.model.w_encoder)
         w = w.float() + self.model.generator.w_avg.unsqueeze(0)
@@ -121,16 +121,30 @@ class FastInverter:
         """E2 on photos and Phase-I images as one batch -> (image_features, photo_features)."""
         n = x256.shape[0]
         batch = torch.cat([x256, self._cl(resize_for_encoder(phase1))], dim=0)
-        with self._autocast():
-            feats = self.model.w_bar_encoder(self._cl(batch))
+        e2 = self.model.w_bar_encoder
+        with self._autocast(), self._releasing([*e2.body, *e2.styles]):
+            feats = e2(self._cl(batch))
         self._release(self.model.w_bar_encoder)
         feats = feats.float()
         return feats[n:], feats[:n]
 
     def hypernet(self, image_features: torch.Tensor, photo_features: torch.Tensor) -> dict[str, torch.Tensor]:
-        deltas = self.model.hypernet(image_features, photo_features)
+        with self._releasing(self.model.hypernet.weight_regressors.values()):
+            deltas = self.model.hypernet(image_features, photo_features)
         self._release(self.model.hypernet)
         return deltas
+
+    @contextlib.contextmanager
+    def _releasing(self, parts):
+        """While active, each of ``parts`` (sub-networks that run once per forward) hands its pages
+        back as soon as it has run, so a stage never holds all of its network's weights at once
+        (the hypernetwork, about 0.6 GB at FFHQ size, was the session's memory peak)."""
+        hooks = [p.register_forward_hook(_release_after_forward) for p in parts] if self.release_weights else []
+        try:
+            yield
+        finally:
+            for h in hooks:
+                h.remove()
 
     def _release(self, module: torch.nn.Module) -> None:
         if self.release_weights:
@@ -180,6 +194,10 @@ class FastInverter:
         if keep_renderers:
             return FastInversion(results, renderers)
         return results
+
+
+def _release_after_forward(module: torch.nn.Module, args, output) -> None:
+    release_pages(module)  # returns None: a forward hook's non-None return would replace the output
 
 
 _INVERTERS: weakref.WeakKeyDictionary[HyperInverter, dict[str, FastInverter]] = weakref.WeakKeyDictionary()

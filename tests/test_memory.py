@@ -78,3 +78,21 @@ def test_a_freshly_converted_model_is_already_served_from_its_cache_file(tmp_pat
     model = load_hyperinverter_cached(model_dir / "HI.pt", g, None, cache)  # converts
     assert release_pages(model.w_bar_encoder) > 0 and release_pages(g.synthesis) > 0
     assert any("generators" in path for _, _, path in file_mappings())
+
+
+def test_each_hypernetwork_regressor_hands_its_pages_back_once_it_has_run(mapped_model, photos):
+    """The hypernetwork is the largest network: with release_weights its regressors go one at a time."""
+    model, _ = mapped_model
+    regs = list(model.hypernet.weight_regressors.values())
+    resident: dict[str, int] = {}
+    hooks = [regs[0].register_forward_pre_hook(lambda m, a: resident.update(first=_resident_kb("inverters"))),
+             regs[-1].register_forward_pre_hook(lambda m, a: resident.update(last=_resident_kb("inverters")))]
+    try:
+        FastInverter(model, release_weights=True).invert(photos)
+    finally:
+        for h in hooks:
+            h.remove()
+    earlier_kb = sum(p.numel() * p.element_size() for r in regs[:-1] for p in r.parameters()) / 1024
+    assert earlier_kb > 10_000  # the test's model is large enough for page-level effects to show
+    # Had they stayed mapped in, the regressors before the last would add about earlier_kb.
+    assert resident["last"] - resident["first"] < 0.25 * earlier_kb, (resident, earlier_kb)
