@@ -79,19 +79,4 @@ def keep_freed_memory() -> bool:
     return _applied
 
 
-def trim() -> None:
-    """Give the free pages inside the heap back to the OS now (``malloc_trim``), if the setting is on.
-
-    For the end of a one-off stage whose buffers will not be needed again soon (an encoder of the
-    inversion): the session's peak then holds that stage's freed blocks no longer than needed,
-    at the price of fresh page faults for the next stage's first use of them.
-    """
-    if not _applied:
-        return
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim.argtypes = [ctypes.c_size_t]
-        libc.malloc_trim(0)
-
-
-__all__ = ["keep_freed_memory", "trim"]
+__all__ = ["keep_freed_memory"]

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from PySide6.QtCore import QObject, Signal, Slot
 
-from .. import allocator
 from ..errors import HyperInverterError
 from ..imageio import tensor_to_uint8
 from ..inversion import InversionResult, WeightDeltas
@@ -290,11 +289,9 @@ class EngineWorker(QObject):
             raise HyperInverterError("no HyperInverter checkpoint is loaded: see the model panel")
         inv = fast_inverter(self.model, self.inversion_precision)
         inv.release_weights = True  # memory: encoders' pages go back to the OS after their stage
-        # Memory: the previous photo's renderer is not needed any more; its freed blocks go back
-        # to the OS before the inversion allocates anew (allocator.keep_freed_memory keeps them
-        # otherwise, and a heap fragmented by the last photo's edits would raise the peak).
+        # Memory: the previous photo's renderer is not needed any more (its freed blocks stay in
+        # the process, see allocator.keep_freed_memory, and this inversion reuses them).
         self._renderer = self._renderer_key = self._renderer_deltas = None
-        allocator.trim()
         x = torch.from_numpy(np.array(aligned_rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div(127.5).sub(1)
         x = x.unsqueeze(0).to(self.device)
         self._check(job)
