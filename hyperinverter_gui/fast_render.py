@@ -332,13 +332,14 @@ class EditRenderer:
         )
         clamp = mod.conv_clamp if mod.conv_clamp is not None and mod.conv_clamp >= 0 else None
         in_res = mod.resolution // 2 if mod.up else mod.resolution
-        w_base, w_fixed, act_mod, phases = self._weights(weight, mod.up, in_res, mod.resolution, True)
         bias = mod.bias.detach().float().contiguous()
-        wino = None
         if (self.winograd and self.dtype == torch.float32 and not mod.up and tuple(weight.shape[-2:]) == (3, 3)
                 and winograd.worthwhile(weight.shape[1], weight.shape[0], mod.resolution, mod.resolution)):
-            wino = winograd.transform_weight(weight)
-            w_base = w_fixed = None  # memory: the transform is all the frames read
+            # The transform is all the frames read: no merged weight or modulation copies are kept.
+            wino, w_base, w_fixed, act_mod, phases = winograd.transform_weight(weight), None, None, True, None
+        else:
+            wino = None
+            w_base, w_fixed, act_mod, phases = self._weights(weight, mod.up, in_res, mod.resolution, True)
         layer = _Layer(
             name=name, kind="conv", w_idx=w_idx, resolution=mod.resolution, affine_w=aw, affine_b=ab, wsq=wsq,
             in_gain=in_gain, bias=bias, bias_c=bias.to(self.dtype), noise=noise.to(self.dtype).contiguous(),
