@@ -40,19 +40,23 @@ def test_winograd_rejects_what_it_cannot_compute():
         winograd.transform_weight(torch.randn(4, 4, 5, 5))
     with pytest.raises(ValueError, match="divisible by 4"):
         winograd.conv3x3(torch.randn(1, 4, 6, 8), winograd.transform_weight(torch.randn(4, 4, 3, 3)))
-    # The rule follows the measurements: many channels at small sizes only.
-    assert winograd.worthwhile(512, 512, 64, 64) and winograd.worthwhile(256, 256, 128, 128)
-    assert not winograd.worthwhile(128, 128, 64, 64) and not winograd.worthwhile(512, 512, 4, 4)
-    assert not winograd.worthwhile(256, 256, 256, 256)
+    # The rule follows the measurements: many channels at small sizes only; on AVX-512 CPUs
+    # (much faster direct convolutions) only the 512-channel layers.
+    for wide in (False, True):
+        assert winograd.worthwhile(512, 512, 64, 64, wide) and winograd.worthwhile(512, 512, 8, 8, wide)
+        assert not winograd.worthwhile(128, 128, 64, 64, wide) and not winograd.worthwhile(512, 512, 4, 4, wide)
+        assert not winograd.worthwhile(256, 256, 256, 256, wide)
+    assert winograd.worthwhile(256, 256, 128, 128, wide_vectors=False)
+    assert not winograd.worthwhile(256, 256, 128, 128, wide_vectors=True)
 
 
 @pytest.fixture(scope="module")
 def wide_generator(tmp_path_factory):
-    """A 32 px generator with 256 channels in every layer, so its 8-32 px convolutions take the Winograd path."""
+    """A 32 px generator with 512 channels in every layer, so its 8-32 px convolutions take the Winograd path."""
     from hyperinverter_gui.loading import load_generator
 
     path = tmp_path_factory.mktemp("wide") / "G.pkl"
-    tree = of.stylegan2_generator_tree(seed=5, img_resolution=32, channel_base=8192, channel_max=256, z_dim=32,
+    tree = of.stylegan2_generator_tree(seed=5, img_resolution=32, channel_base=16384, channel_max=512, z_dim=32,
                                        w_dim=64, mapping_layers=1)
     of.write_nvidia_pickle(path, tree)
     return load_generator(path)

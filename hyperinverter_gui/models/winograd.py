@@ -9,7 +9,8 @@ where nearly all the work is — and taken back (``A^T m A``).
 
 The products over channels are large matrix multiplications, so this pays off where the
 channel count is high and the image small (the generator's 8-128 px layers: 1.7-2.6x per layer
-on a 2-core AVX2 CPU). Where channels are few and
+on a 2-core AVX2 CPU; on AVX-512, whose direct convolutions are much faster, only the
+512-channel ones gain, 1.25-1.7x). Where channels are few and
 images large the transforms' memory traffic dominates and the direct convolution is faster;
 :func:`worthwhile` encodes that rule. GPUs' convolution libraries already choose Winograd
 themselves, so the renderer uses this on the CPU only. (The encoders' 256/512-channel convolutions
@@ -22,6 +23,8 @@ of magnitude 5), within the engine's bound, see ``tests/test_winograd.py``.
 """
 
 from __future__ import annotations
+
+import functools
 
 import threading
 
@@ -68,14 +71,28 @@ def _matrices(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, t
         return mats
 
 
-def worthwhile(in_channels: int, out_channels: int, height: int, width: int) -> bool:
+def worthwhile(in_channels: int, out_channels: int, height: int, width: int, wide_vectors: bool | None = None) -> bool:
     """Whether F(4x4, 3x3) beats the direct convolution on a CPU for this layer shape.
 
-    Measured on 2 AVX2 cores, one image: 512 channels at 16-64 px 1.3-2.6x faster,
+    Measured with 2 cores, one image. AVX2: 512 channels at 16-64 px 1.3-2.6x faster,
     256 at 32-128 px 1.7-1.9x, 128 channels at 64-256 px break-even, 64 at 512 px 0.7x.
+    AVX-512 (whose direct convolutions run at ~470 GFLOP/s on 2 cores, 2.5x the AVX2 machine):
+    512 channels at 8-64 px 1.25-1.7x, but 256 channels 0.83-0.94x and 128 channels 0.6x.
+    ``wide_vectors`` (AVX-512) is read from PyTorch's CPU capability when not given.
     """
-    return (min(in_channels, out_channels) >= 256 and height % TILE == 0 and width % TILE == 0
+    if wide_vectors is None:
+        wide_vectors = _cpu_has_avx512()
+    min_channels = 512 if wide_vectors else 256
+    return (min(in_channels, out_channels) >= min_channels and height % TILE == 0 and width % TILE == 0
             and 8 <= height <= 128 and 8 <= width <= 128)
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_has_avx512() -> bool:
+    try:
+        return "AVX512" in str(torch.backends.cpu.get_cpu_capability()).upper()
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def transform_weight(weight: torch.Tensor) -> torch.Tensor:
