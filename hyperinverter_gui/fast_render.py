@@ -68,6 +68,32 @@ def recommended_precision(device: torch.device | str = "cpu") -> str:
     return "float32"
 
 
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """Which precision each kind of interactive work runs in (the editor's Precision setting)."""
+
+    inversion: str  # E1, E2, hypernetwork, both syntheses
+    frames: str  # the full-resolution frame after a slider is released (what the user judges)
+    previews: str  # the lower-resolution frames while a slider is dragged
+
+
+def precision_plan(setting: str, device: torch.device | str = "cpu") -> PrecisionPlan:
+    """The editor's Precision setting ("auto", "float32" or "bfloat16") as a :class:`PrecisionPlan`.
+
+    *auto* keeps everything a user keeps or judges exact (inversion, released frames; exports
+    are always float32) and uses bfloat16 only for the transient previews while dragging, and
+    only where the hardware runs it natively (see :func:`recommended_precision`). There its PSNR
+    against float32 is well above the 40 dB floor (benchmarks/bench_speed.py), while full frames
+    at 1024 px sit closer to it. "bfloat16" runs inversion and all frames in bf16 (for machines
+    where float32 is too slow); "float32" runs everything exactly.
+    """
+    setting = str(setting).lower()
+    if setting == "auto":
+        return PrecisionPlan("float32", "float32", recommended_precision(device))
+    p = "bfloat16" if resolve_precision(setting) == torch.bfloat16 else "float32"
+    return PrecisionPlan(p, p, p)
+
+
 def resolve_precision(precision: str | torch.dtype) -> torch.dtype:
     if isinstance(precision, torch.dtype):
         if precision not in (torch.float32, torch.bfloat16):

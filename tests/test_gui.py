@@ -316,3 +316,32 @@ def test_bfloat16_frames_stay_close_to_float32(qtbot, window, photos_on_disk):
     mse = np.mean((win._displayed_edit.astype(np.float64) - exact) ** 2)
     psnr = 10 * np.log10(255.0**2 / max(mse, 1e-12))
     assert psnr >= 30, psnr  # tiny random models have wide images; the FFHQ-size figure is in the benchmark
+
+
+def test_auto_plan_previews_in_bfloat16_and_released_frames_exact(qtbot, window, photos_on_disk):
+    """The editor's *auto* where bf16 is native: drag previews in bfloat16, the released frame in float32."""
+    from hyperinverter_gui.fast_render import EditRenderer, PrecisionPlan
+
+    win = window
+    win.settings.setValue("preview_resolution", 16)  # the tiny generator draws 32 px
+    win.worker.set_precision(PrecisionPlan(inversion="float32", frames="float32", previews="bfloat16"))
+    _open_and_invert(qtbot, win, photos_on_disk[0])
+    inv = win.session.inversion
+    assert "precision" not in inv.metadata  # the inversion itself is exact
+    w = apply_edits(inv.w, [(win.directions["age"], 1.5)])
+    f32 = EditRenderer(win.worker.generator, inv.deltas)
+    bf16 = EditRenderer(win.worker.generator, inv.deltas, precision="bfloat16")
+
+    slider = win.slider_panel.sliders["age"]
+    slider.sliderPressed.emit()
+    slider.setSliderDown(True)
+    slider.setValue(150)
+    _idle(qtbot, win)
+    preview = win._displayed_edit
+    assert np.array_equal(preview, tensor_to_uint8(bf16.render(w, max_resolution=16)))
+    assert not np.array_equal(preview, tensor_to_uint8(f32.render(w, max_resolution=16)))
+
+    slider.setSliderDown(False)
+    slider.sliderReleased.emit()
+    _idle(qtbot, win)
+    assert np.array_equal(win._displayed_edit, tensor_to_uint8(f32.render(w)))

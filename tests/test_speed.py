@@ -285,3 +285,26 @@ def test_layers_of_one_shape_share_one_scratch_weight(generator, inverted):
     assert shapes and len(shapes) == len(r._scratch)
     per_frame = [s.layer for s in r.steps if s.layer is not None and not s.layer.act_mod]
     assert len(r._scratch) < sum(4 if lay.phases else 1 for lay in per_frame)
+
+
+def test_precision_plans():
+    from hyperinverter_gui.fast_render import PrecisionPlan, precision_plan, recommended_precision
+
+    auto = precision_plan("auto", "cpu")
+    # What the user keeps or judges is exact; only drag previews may use bf16, and only where native.
+    assert (auto.inversion, auto.frames) == ("float32", "float32")
+    assert auto.previews == recommended_precision("cpu")
+    assert precision_plan("bfloat16") == PrecisionPlan("bfloat16", "bfloat16", "bfloat16")
+    assert precision_plan("float32") == PrecisionPlan("float32", "float32", "float32")
+    with pytest.raises(ValueError):
+        precision_plan("float16")
+
+
+def test_bfloat16_previews_meet_the_raw_psnr_floor(generator, inverted):
+    """The one place *auto* uses bf16: previews. Their raw PSNR (no scaling) clears the floor here."""
+    for r in inverted:
+        f32 = EditRenderer(generator, r.deltas)
+        bf16 = EditRenderer(generator, r.deltas, precision="bfloat16")
+        for w in [r.w] + _edits(r.w, 3, seed=12):
+            for res in _previews(generator)[1:]:
+                assert _psnr(bf16.render(w, res), f32.render(w, res)) >= PSNR_FLOOR, res

@@ -326,8 +326,10 @@ class MainWindow(QMainWindow):
     def _models_loaded(self, info: dict) -> None:
         self.models_info = info
         self.session.model_names = {"generator": info["generator"], "checkpoint": info["checkpoint"] or ""}
-        self.device_label.setText(f"device: {info['device']}  ·  {info['resolution']} px  ·  "
-                                  f"{'bf16' if info.get('precision') == 'bfloat16' else 'fp32'} frames")
+        short = {"bfloat16": "bf16", "float32": "fp32"}
+        frames, previews = short.get(info.get("precision"), "fp32"), short.get(info.get("preview_precision"), "fp32")
+        mode = f"{frames} frames" if frames == previews else f"{frames} frames, {previews} previews"
+        self.device_label.setText(f"device: {info['device']}  ·  {info['resolution']} px  ·  {mode}")
         self.backend_box.model().item(1).setEnabled(bool(info.get("hyperstyle")))
         self.statusBar().showMessage(f"models loaded in {info['seconds']:.1f} s", 5000)
         try:

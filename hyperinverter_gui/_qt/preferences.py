@@ -24,8 +24,11 @@ class PreferencesDialog(QDialog):
         self.precision = QComboBox()
         self.precision.addItems(["auto", "float32", "bfloat16"])
         self.precision.setCurrentText(str(settings.value("precision", "auto")))
-        self.precision.setToolTip("auto: bfloat16 where the CPU/GPU runs it natively (about 2x faster, PSNR >= 40 dB "
-                                  "against float32); exports are always rendered in float32")
+        self.precision.setToolTip("auto: inversion and released frames in float32 (exact); the previews while "
+                                  "dragging in bfloat16 where the CPU/GPU runs it natively (about 2x faster).\n"
+                                  "bfloat16: inversion and all frames in bfloat16, for slower machines "
+                                  "(PSNR about 40 dB against float32).\n"
+                                  "Exports are always rendered in float32.")
         form.addRow("Compute device", self.device)
         form.addRow("Precision (sliders, inversion)", self.precision)
         form.addRow("Theme", self.theme)

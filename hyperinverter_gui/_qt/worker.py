@@ -12,7 +12,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from PySide6.QtCore import QObject, Signal, Slot
 from ..errors import HyperInverterError
 from ..imageio import tensor_to_uint8
 from ..inversion import InversionResult, WeightDeltas
+
+if TYPE_CHECKING:
+    from ..fast_render import PrecisionPlan
 
 log = logging.getLogger(__name__)
 
@@ -101,19 +104,27 @@ class EngineWorker(QObject):
         self.hs_model = None
         self.device = torch.device("cpu")
         self._cancel_job = -1
-        # Interactive frames: one prepared renderer per (generator, deltas); see fast_render.
-        self.frame_precision = "float32"
+        # Interactive frames: prepared renderers (one per precision in use) of one (generator,
+        # deltas) at a time; see fast_render.
+        self.frame_precision = "float32"  # frames after a slider is released
+        self.preview_precision = "float32"  # frames while a slider is dragged
         self.inversion_precision = "float32"
-        self._renderer = None
+        self._drop_renderers()
+
+    def set_precision(self, setting: "str | PrecisionPlan") -> None:
+        """The Precision setting: "auto" (exact, bfloat16 previews where native), "float32", "bfloat16",
+        or a :class:`~hyperinverter_gui.fast_render.PrecisionPlan` of its own."""
+        from ..fast_render import PrecisionPlan, precision_plan
+
+        plan = setting if isinstance(setting, PrecisionPlan) else precision_plan(setting, self.device)
+        self.frame_precision, self.preview_precision, self.inversion_precision = plan.frames, plan.previews, \
+            plan.inversion
+        self._drop_renderers()
+
+    def _drop_renderers(self) -> None:
+        self._renderers: dict[str, Any] = {}  # precision -> EditRenderer of _renderer_key
         self._renderer_key: tuple | None = None
-
-    def set_precision(self, setting: str) -> None:
-        """"auto": bfloat16 where the hardware runs it natively (>= 40 dB PSNR vs float32), else float32."""
-        from ..fast_render import recommended_precision
-
-        p = recommended_precision(self.device) if setting == "auto" else setting
-        self.frame_precision = self.inversion_precision = p
-        self._renderer = self._renderer_key = None
+        self._renderer_deltas = None  # keeps the id in the key stable while the renderers live
 
     # Called from the GUI thread: a plain attribute write, read between stages.
     def request_cancel(self, job: int) -> None:
@@ -127,7 +138,7 @@ class EngineWorker(QObject):
 
     @Slot(object)
     def load_models(self, req: "ModelRequest") -> None:
-        self._renderer = self._renderer_key = None
+        self._drop_renderers()
         self._load_models(req)
 
     def _load_models(self, req: "ModelRequest") -> None:
@@ -159,6 +170,7 @@ class EngineWorker(QObject):
                     self.notice.emit(hs_problem)
             self.modelsLoaded.emit({
                 "precision": self.frame_precision,
+                "preview_precision": self.preview_precision,
                 "hyperstyle": self.hs_model is not None,
                 "generator": req.generator.name,
                 "checkpoint": req.checkpoint.name if req.checkpoint else None,
@@ -271,7 +283,7 @@ class EngineWorker(QObject):
 
     def _to_cpu(self) -> None:
         self.device = torch.device("cpu")
-        self._renderer = self._renderer_key = None
+        self._drop_renderers()
         if self.hs_model is not None:
             self.hs_model = self.hs_model.cpu()
         if self.model is not None:
@@ -291,7 +303,7 @@ class EngineWorker(QObject):
         inv.release_weights = True  # memory: encoders' pages go back to the OS after their stage
         # Memory: the previous photo's renderer is not needed any more (its freed blocks stay in
         # the process, see allocator.keep_freed_memory, and this inversion reuses them).
-        self._renderer = self._renderer_key = self._renderer_deltas = None
+        self._drop_renderers()
         x = torch.from_numpy(np.array(aligned_rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div(127.5).sub(1)
         x = x.unsqueeze(0).to(self.device)
         self._check(job)
@@ -319,8 +331,9 @@ class EngineWorker(QObject):
             {"precision": self.inversion_precision} if self.inversion_precision != "float32" else {},
         )
         if renderers and self.frame_precision == self.inversion_precision:
-            # The first slider move starts from the renderer Phase II just prepared.
-            self._renderer, self._renderer_key = renderers[0], (id(self.model.generator), id(result.deltas))
+            # The first slider release renders with the renderer Phase II just prepared.
+            self._renderers = {self.frame_precision: renderers[0]}
+            self._renderer_key = (id(self.model.generator), id(result.deltas))
             self._renderer_deltas = result.deltas
         self.progress.emit(job, "Done", 100)
         self.inverted.emit(job, result)
@@ -336,12 +349,15 @@ class EngineWorker(QObject):
                                                       for k, v in req.deltas.items()}
             return generator.synthesis(req.w.to(self.device).unsqueeze(0), deltas, max_resolution=req.preview)[0]
         key = (id(generator), id(req.deltas))
-        if self._renderer is None or self._renderer_key != key:
+        if self._renderer_key != key:
+            self._drop_renderers()
+            self._renderer_key, self._renderer_deltas = key, req.deltas
+        precision = self.preview_precision if req.preview else self.frame_precision
+        renderer = self._renderers.get(precision)
+        if renderer is None:
             deltas = None if req.deltas is None else req.deltas.to(self.device)
-            self._renderer = EditRenderer(generator, deltas, precision=self.frame_precision)
-            self._renderer_key = key
-            self._renderer_deltas = req.deltas  # keeps the id stable while the renderer lives
-        return self._renderer.render(req.w.to(self.device), max_resolution=req.preview)
+            renderer = self._renderers[precision] = EditRenderer(generator, deltas, precision=precision)
+        return renderer.render(req.w.to(self.device), max_resolution=req.preview)
 
     @Slot(object)
     def render(self, req: RenderRequest) -> None:
