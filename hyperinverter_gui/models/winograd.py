@@ -25,7 +25,6 @@ of magnitude 5), within the engine's bound, see ``tests/test_winograd.py``.
 from __future__ import annotations
 
 import functools
-
 import threading
 
 import torch
