@@ -16,10 +16,10 @@ import time
 
 import torch
 
-from hyperinverter_gui.device import resolve_device
-from hyperinverter_gui.models.hyperinverter import HyperInverter, HyperInverterConfig, resize_for_encoder
-from hyperinverter_gui.models.hypernetwork import TargetLayer, feature_index
-from hyperinverter_gui.models.stylegan2 import Generator, GeneratorConfig
+from hyperinverter_gui.engine.device import resolve_device
+from hyperinverter_gui.networks.hyperinverter import HyperInverter, HyperInverterConfig, resize_for_encoder
+from hyperinverter_gui.networks.hypernetwork import TargetLayer, feature_index
+from hyperinverter_gui.networks.stylegan2 import Generator, GeneratorConfig
 
 
 def ffhq_model(hidden_dim: int) -> HyperInverter:
@@ -38,7 +38,7 @@ def ffhq_model(hidden_dim: int) -> HyperInverter:
 
 
 def main() -> None:
-    from hyperinverter_gui.allocator import keep_freed_memory
+    from hyperinverter_gui.host.allocator import keep_freed_memory
 
     keep_freed_memory()  # as the editor and the command line do
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

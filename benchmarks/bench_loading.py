@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hyperinverter_gui import loading
-from hyperinverter_gui.model_cache import load_generator_cached, load_hyperinverter_cached
+from hyperinverter_gui.catalog.cache import load_generator_cached, load_hyperinverter_cached
+from hyperinverter_gui.formats import loading
 
 
 def _median(fn, repeats: int) -> float:

@@ -16,9 +16,9 @@ Measured per run (wall clock, from just before the process is started):
 * start to window shown, and start to interactive (models loaded: sliders work
   as soon as a photo is inverted);
 * open + align + invert a photo (first photo, then a second one), and the inversion alone
-  (from the worker starting Phase I to its result);
+  (from the engine thread starting Phase I to its result);
 * slider release to the updated full-resolution image on screen, and the
-  preview frames rendered while dragging (the worker's own figure);
+  preview frames rendered while dragging (the engine's own figure);
 * export of the edited face (float32 render + PNG);
 * peak resident memory of the process over the whole session (``VmHWM``), and
   its resident memory after each step.
@@ -102,26 +102,25 @@ def child(args: argparse.Namespace) -> None:
     app.processEvents()
     mark("window_shown")
     if win.models_info is None:
-        wait(win.worker.modelsLoaded)
+        wait(win.modelsLoaded)
     app.processEvents()
     mark("interactive")
-    out["precision"] = win.models_info.get("precision")
-    out["preview_precision"] = win.models_info.get("preview_precision")
+    out["precision"] = win.models_info.plan.frames
+    out["preview_precision"] = win.models_info.plan.previews
 
     def open_and_invert(path: str, name: str) -> float:
-        started: list[float] = []  # when the worker starts the inversion (alignment done)
+        started: list[float] = []  # when the engine thread starts the inversion (alignment done)
 
-        def on_progress(job, stage, percent):
+        def on_progress(stage, fraction):
             if not started and stage.startswith("Phase I"):
                 started.append(time.time())
 
-        win.worker.progress.connect(on_progress)
+        win.stageChanged.connect(on_progress)
         t = time.time()
         win.open_photo(Path(path))
-        job = win.job
-        wait(win.worker.inverted, lambda j, r: j == job)
+        wait(win.inverted)
         done = time.time()
-        win.worker.progress.disconnect(on_progress)
+        win.stageChanged.disconnect(on_progress)
         app.processEvents()
         if started:
             out[f"{name}_inversion"] = done - started[0]
@@ -133,7 +132,7 @@ def child(args: argparse.Namespace) -> None:
     win.scheduler.busy or app.processEvents()
     # The inversion itself (no edits) is shown without rendering; wait for any render in flight.
     while win.scheduler.busy:
-        wait(win.worker.rendered)
+        wait(win.rendered)
 
     slider = win.slider_panel.sliders["age"]
     previews, releases = [], []
@@ -146,13 +145,13 @@ def child(args: argparse.Namespace) -> None:
             app.processEvents()
             time.sleep(0.03)
         while win.scheduler.busy:
-            token, _, ms = wait(win.worker.rendered)
-            if token[3] is not None:
+            state, ms = wait(win.rendered)
+            if state[2] is not None:
                 previews.append(ms / 1000)
         slider.setSliderDown(False)
         t = time.time()
         slider.sliderReleased.emit()
-        wait(win.worker.rendered, lambda token, img, ms: token[3] is None)
+        wait(win.rendered, lambda state, ms: state[2] is None)
         app.processEvents()
         releases.append(time.time() - t)
     if args.screenshot:
@@ -163,15 +162,16 @@ def child(args: argparse.Namespace) -> None:
 
     t = time.time()
     win.export_to(Path(args.workdir) / f"export-{os.getpid()}.png", overwrite=True)
+    wait(win.exported)  # an engine job now: the window stays responsive while it runs
     out["export"] = time.time() - t
     snapshot("export")
 
     open_and_invert(args.photo2, "invert_second")
     snapshot("invert_second")
     while win.scheduler.busy:
-        wait(win.worker.rendered)
+        wait(win.rendered)
     slider.setValue(40)  # a click on the groove: one full render with the new photo's weights
-    wait(win.worker.rendered, lambda token, img, ms: token[3] is None)
+    wait(win.rendered, lambda state, ms: state[2] is None)
     snapshot("second_edit")
 
     out["peak_gb"] = _status_kb("VmHWM") / 1e6
@@ -298,7 +298,7 @@ def main() -> None:
     ]
     if all("invert_first_inversion" in r and "invert_second_inversion" in r for r in runs):
         rows += [
-            ("— of which the inversion (worker: Phase I start → result), first photo",
+            ("— of which the inversion (engine thread: Phase I start → result), first photo",
              fmt_s(med("invert_first_inversion")), rng("invert_first_inversion"), ""),
             ("— of which the inversion, second photo", fmt_s(med("invert_second_inversion")),
              rng("invert_second_inversion"), "≤ 2.5 s"),

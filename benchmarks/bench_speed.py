@@ -49,10 +49,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_inversion import ffhq_model
 
-from hyperinverter_gui.device import resolve_device
-from hyperinverter_gui.fast_inversion import FastInverter
-from hyperinverter_gui.fast_render import EditRenderer
-from hyperinverter_gui.models.hyperinverter import resize_for_encoder
+from hyperinverter_gui.engine.device import resolve_device
+from hyperinverter_gui.engine.inverter import FastInverter
+from hyperinverter_gui.engine.renderer import EditRenderer
+from hyperinverter_gui.networks.hyperinverter import resize_for_encoder
 
 TARGETS = {"frame": 0.8, "preview": 0.3, "inversion": 2.5}  # seconds, CPU 2 threads (issue 7)
 GANSPACE_STARTS = (7, 12)  # layer_start of GANSpace edits in directions/manifest.toml
@@ -226,7 +226,7 @@ def fast_inversion(inv: FastInverter, x, t: Timer, prefix: str):
 
 
 def main() -> None:
-    from hyperinverter_gui.allocator import keep_freed_memory
+    from hyperinverter_gui.host.allocator import keep_freed_memory
 
     keep_freed_memory()  # as the editor and the command line do
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -259,7 +259,7 @@ def main() -> None:
     mem = PeakMemory(device)
     baseline_rss = _rss_bytes() if device.type == "cpu" and os.path.exists("/proc/self/statm") else 0
     t = Timer(device)
-    from hyperinverter_gui.fast_render import recommended_precision
+    from hyperinverter_gui.engine.renderer import recommended_precision
 
     native_bf16 = recommended_precision(device) == "bfloat16"
     with_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and native_bf16)

@@ -1,5 +1,7 @@
+"""``python -m hyperinverter_gui [COMMAND ...]``: the same as the ``hyperinverter`` command."""
+
 import sys
 
-from .cli import main
+from hyperinverter_gui.launcher import main
 
 sys.exit(main())

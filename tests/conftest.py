@@ -38,14 +38,14 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def generator(model_dir):
-    from hyperinverter_gui.loading import load_generator
+    from hyperinverter_gui.formats.loading import load_generator
 
     return load_generator(model_dir / "G.pkl")
 
 
 @pytest.fixture(scope="session")
 def model(model_dir, generator):
-    from hyperinverter_gui.loading import load_hyperinverter
+    from hyperinverter_gui.formats.loading import load_hyperinverter
 
     return load_hyperinverter(model_dir / "HI.pt", generator)
 
@@ -61,7 +61,7 @@ def photos() -> torch.Tensor:
 
 @pytest.fixture(scope="session")
 def inverted(model, photos):
-    from hyperinverter_gui.inversion import invert
+    from hyperinverter_gui.engine.reference import invert
 
     return invert(model, photos)
 

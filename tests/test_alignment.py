@@ -18,6 +18,9 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 skdata = pytest.importorskip("skimage.data")
 
+from alignment_helpers import ASTRONAUT_POINTS  # noqa: E402
+from alignment_helpers import identical_outside as _identical_outside  # noqa: E402
+
 from hyperinverter_gui.alignment import (  # noqa: E402
     AlignTransform,
     DetectorUnavailableError,
@@ -34,10 +37,6 @@ from hyperinverter_gui.alignment import (  # noqa: E402
     points5_from_68,
 )
 from hyperinverter_gui.alignment.detect import faces_from_fan_output  # noqa: E402
-
-from alignment_helpers import ASTRONAUT_POINTS  # noqa: E402
-from alignment_helpers import identical_outside as _identical_outside  # noqa: E402
-
 
 pytestmark = pytest.mark.usefixtures("offline")
 

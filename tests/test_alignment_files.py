@@ -18,6 +18,9 @@ from PIL import Image
 cv2 = pytest.importorskip("cv2")
 skdata = pytest.importorskip("skimage.data")
 
+from alignment_helpers import ASTRONAUT_POINTS  # noqa: E402
+from alignment_helpers import identical_outside as _identical_outside  # noqa: E402
+
 from hyperinverter_gui.alignment import (  # noqa: E402
     AlignTransform,
     align_face,
@@ -27,12 +30,8 @@ from hyperinverter_gui.alignment import (  # noqa: E402
     paste_mask,
     save_photo,
 )
-from hyperinverter_gui.alignment_cli import main  # noqa: E402
+from hyperinverter_gui.cli.alignment import main  # noqa: E402
 from hyperinverter_gui.errors import ImageFileError  # noqa: E402
-
-from alignment_helpers import ASTRONAUT_POINTS  # noqa: E402
-from alignment_helpers import identical_outside as _identical_outside  # noqa: E402
-
 
 pytestmark = pytest.mark.usefixtures("offline")
 

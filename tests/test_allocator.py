@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hyperinverter_gui.allocator import _glibc
+from hyperinverter_gui.host.allocator import _glibc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 _PROBE = """
 import resource, sys, threading
 import torch
-from hyperinverter_gui.allocator import keep_freed_memory
+from hyperinverter_gui.host.allocator import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from hyperinverter_gui.cli import main
-from hyperinverter_gui.imageio import tensor_to_uint8
-from hyperinverter_gui.inversion import load_inversion
+from hyperinverter_gui.cli.main import main
+from hyperinverter_gui.inversion.result import load_inversion
+from hyperinverter_gui.media.images import tensor_to_uint8
 
 
 def _write_photo(path, tensor):

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from hyperinverter_gui.errors import ModelFileError, ModelMismatchError, UnsafeModelFileError
+from hyperinverter_gui.formats.loading import generator_from_state_dict, load_generator
 from hyperinverter_gui.formats.rosinality import load_rosinality_generator
 from hyperinverter_gui.formats.tf_stylegan2 import is_tf_network_pickle, load_tf_generator
-from hyperinverter_gui.loading import generator_from_state_dict, load_generator
 
 TOL = 1e-3
 CHANNEL_BASE, CHANNEL_MAX = 512, 32  # official_formats defaults

@@ -10,9 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from hyperinverter_gui.cli import main
-from hyperinverter_gui.directions import load_library
-from hyperinverter_gui.editing import (
+from hyperinverter_gui.cli.main import main
+from hyperinverter_gui.editing.edits import (
     Direction,
     EditError,
     apply_edits,
@@ -26,8 +25,9 @@ from hyperinverter_gui.editing import (
     render_interpolation,
     save_ganspace,
 )
-from hyperinverter_gui.imageio import tensor_to_uint8
-from hyperinverter_gui.inversion import save_inversion
+from hyperinverter_gui.editing.library import load_library
+from hyperinverter_gui.inversion.result import save_inversion
+from hyperinverter_gui.media.images import tensor_to_uint8
 
 
 @contextlib.contextmanager

@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hyperinverter_gui.inversion import WeightDeltas, invert, load_inversion, save_inversion, synthesize
-from hyperinverter_gui.models import ops
-from hyperinverter_gui.models.hypernetwork import feature_index
+from hyperinverter_gui.engine.reference import invert, synthesize
+from hyperinverter_gui.inversion.result import WeightDeltas, load_inversion, save_inversion
+from hyperinverter_gui.networks import ops
+from hyperinverter_gui.networks.hypernetwork import feature_index
 
 
 def _ws(generator, n=2, seed=0):
@@ -175,7 +176,7 @@ def test_load_inversion_rejects_other_files(tmp_path):
 
 def test_regressor_output_is_a_memory_view_not_a_transpose():
     """The official regressor ends with ``.view(N, O, I, k, k)`` on an [N, I, O*k*k] tensor."""
-    from hyperinverter_gui.models.hypernetwork import WeightRegressor
+    from hyperinverter_gui.networks.hypernetwork import WeightRegressor
 
     reg = WeightRegressor(hidden_dim=1, out_channels=2, in_channels=3, kernel_size=1)
     with torch.no_grad():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -12,9 +14,9 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QSettings  # noqa: E402
 
-from hyperinverter_gui.editing import Direction, apply_edits  # noqa: E402
+from hyperinverter_gui.editing.edits import Direction, apply_edits  # noqa: E402
 from hyperinverter_gui.errors import HyperInverterError  # noqa: E402
-from hyperinverter_gui.imageio import tensor_to_uint8  # noqa: E402
+from hyperinverter_gui.media.images import tensor_to_uint8  # noqa: E402
 
 LONG = 120_000  # ms; inversions take a few seconds on a loaded 2-core machine
 
@@ -39,7 +41,7 @@ def window(qtbot, tmp_path, model_dir, directions_dir, offline, monkeypatch):
     settings.setValue("precision", "float32")  # exact frames, so tests can compare pixels
     win = MainWindow(settings, directions_dir=directions_dir)
     qtbot.addWidget(win)
-    with qtbot.waitSignal(win.worker.modelsLoaded, timeout=LONG):
+    with qtbot.waitSignal(win.modelsLoaded, timeout=LONG):
         win.models_panel.refresh(model_paths={"generator": model_dir / "G.pkl", "inverter": model_dir / "HI.pt"})
     win.resize(1200, 800)
     win.show()
@@ -57,7 +59,7 @@ def photos_on_disk(tmp_path, astronaut):
 
 
 def _open_and_invert(qtbot, win, path):
-    with qtbot.waitSignal(win.worker.inverted, timeout=LONG, check_params_cb=lambda job, r: job == win.job):
+    with qtbot.waitSignal(win.inverted, timeout=LONG):
         win.open_photo(path)
     qtbot.waitUntil(lambda: win.session.inversion is not None, timeout=LONG)
 
@@ -66,7 +68,12 @@ def _idle(qtbot, win):
     qtbot.waitUntil(lambda: not win.scheduler.busy, timeout=LONG)
 
 
-def test_open_invert_and_drag_a_slider_200_times(qtbot, window, photos_on_disk):
+def _set_precision(qtbot, win, setting):
+    job = win.set_precision(setting)
+    qtbot.waitUntil(lambda: job.id not in win.jobs.running, timeout=LONG)
+
+
+def test_open_invert_and_drag_a_slider_200_times(qtbot, window, photos_on_disk, generator):
     win = window
     _open_and_invert(qtbot, win, photos_on_disk[0])
     assert win.session.detector == "haar" and win.notice_banner.isVisible()  # told: approximate landmarks
@@ -90,7 +97,7 @@ def test_open_invert_and_drag_a_slider_200_times(qtbot, window, photos_on_disk):
     inv = win.session.inversion
     w = apply_edits(inv.w, [(win.directions["age"], 2.0)])
     with torch.no_grad():
-        expected = win.worker.generator.synthesis(w[None], inv.deltas.batched())[0]
+        expected = generator.synthesis(w[None], inv.deltas.batched())[0]  # the reference forward
     # The fast renderer equals the exact synthesis up to float rounding: at most one 8-bit level.
     diff = np.abs(win._displayed_edit.astype(int) - tensor_to_uint8(expected).astype(int))
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01
@@ -127,27 +134,31 @@ def test_undo_redo(qtbot, window, photos_on_disk):
 
 def test_cancel_mid_inversion(qtbot, window, photos_on_disk):
     win = window
-    with qtbot.waitSignal(win.worker.phase1Ready, timeout=LONG):
-        job = win.open_photo(photos_on_disk[0])
+    with qtbot.waitSignal(win.stageImage, timeout=LONG, check_params_cb=lambda kind: kind == "phase1"):
+        win.open_photo(photos_on_disk[0])
+    job = win.jobs.current["photo"]
     win.cancel()
-    with qtbot.waitSignal(win.worker.cancelled, timeout=LONG, check_params_cb=lambda j: j == job):
-        pass
+    assert job.token.cancelled
+    qtbot.waitUntil(lambda: job.id not in win.jobs.running, timeout=LONG)  # it stopped between stages
+    qtbot.wait(100)
     assert win.session.inversion is None
     assert win.stage_label.text() == "Cancelled" and not win.cancel_button.isEnabled()
 
 
 def test_open_a_second_photo_mid_inversion(qtbot, window, photos_on_disk):
     win = window
-    results = {}
-    win.worker.inverted.connect(lambda job, r: results.setdefault(job, r))
-    with qtbot.waitSignal(win.worker.aligned, timeout=LONG):
-        first = win.open_photo(photos_on_disk[0])
-    second = win.open_photo(photos_on_disk[1])
-    qtbot.waitUntil(lambda: second in results and win.session.inversion is not None, timeout=LONG)
+    results = []
+    win.inverted.connect(results.append)
+    win.open_photo(photos_on_disk[0])
+    qtbot.waitUntil(lambda: win.session.aligned_rgb is not None, timeout=LONG)
+    first = win.jobs.current["photo"]  # the first photo's inversion, queued or running
+    win.open_photo(photos_on_disk[1])
+    assert first.token.cancelled
+    qtbot.waitUntil(lambda: len(results) == 1 and win.session.inversion is not None, timeout=LONG)
+    qtbot.waitUntil(lambda: not win.jobs.running, timeout=LONG)
     qtbot.wait(200)
     # Whatever the first run produced (it is cancelled between stages), only the second is shown.
-    assert win.session.inversion is results[second]
-    assert first not in results or results[first] is not win.session.inversion
+    assert len(results) == 1 and win.session.inversion is results[0]
     assert win.session.photo_path == photos_on_disk[1]
     # What is shown is the second photo's inversion: aligned crop of the mirrored photo.
     from hyperinverter_gui.alignment import align_face, detect_faces, load_photo
@@ -163,7 +174,8 @@ def test_export_writes_metadata_and_never_overwrites(qtbot, window, photos_on_di
     win.apply_value("age", 1.0)
     _idle(qtbot, win)
     out = tmp_path / "edited.png"
-    win.export_to(out)
+    with qtbot.waitSignal(win.exported, timeout=LONG):
+        win.export_to(out)
     im = Image.open(out)
     assert im.size == (32, 32) and im.text["edits"] == "age=+1" and im.text["checkpoint"] == "HI.pt"
     assert np.abs(np.asarray(im).astype(int) - win._displayed_edit.astype(int)).max() <= 1
@@ -172,7 +184,8 @@ def test_export_writes_metadata_and_never_overwrites(qtbot, window, photos_on_di
         win.export_to(out)
     assert out.read_bytes() == before
     photo_out = tmp_path / "photo_edited.png"
-    win.export_to(photo_out, mode="photo")
+    with qtbot.waitSignal(win.exported, timeout=LONG):
+        win.export_to(photo_out, mode="photo")
     assert Image.open(photo_out).size == (512, 512)
     # Sessions: save, reopen, same sliders without re-inverting.
     sess = tmp_path / "a.hisession"
@@ -216,9 +229,7 @@ def test_unreadable_file_shows_a_message_and_the_app_stays_usable(qtbot, window,
     win = window
     bad = tmp_path / "holiday.jpg"
     bad.write_text("not really a photo")
-    with qtbot.waitSignal(win.worker.failed, timeout=LONG):
-        win.open_photo(bad)
-    # The worker's signal reaches the window through the event loop.
+    win.open_photo(bad)
     qtbot.waitUntil(lambda: win.error_banner.isVisible(), timeout=LONG)
     assert "holiday.jpg" in win.error_banner.text() and "Traceback" not in win.error_banner.text()
     _open_and_invert(qtbot, win, photos_on_disk[0])
@@ -226,7 +237,8 @@ def test_unreadable_file_shows_a_message_and_the_app_stays_usable(qtbot, window,
 
 
 def test_session_object_without_widgets(inverted, tmp_path):
-    from hyperinverter_gui.session import EditSession, RenderScheduler
+    from hyperinverter_gui.app.scheduler import RenderScheduler
+    from hyperinverter_gui.app.session import EditSession
 
     s = EditSession()
     s.reset_photo(tmp_path / "x.png", None)
@@ -251,8 +263,7 @@ def test_no_face_lets_the_user_place_the_points(qtbot, window, tmp_path, photos_
     win = window
     path = tmp_path / "coffee.png"
     Image.fromarray(data.coffee()).save(path)
-    with qtbot.waitSignal(win.worker.aligned, timeout=LONG):
-        win.open_photo(path)
+    win.open_photo(path)
     qtbot.waitUntil(lambda: win.error_banner.isVisible(), timeout=LONG)
     assert "no face" in win.error_banner.text().lower()
     assert win.photo_view.points is not None and win.session.inversion is None
@@ -263,7 +274,7 @@ def test_no_face_lets_the_user_place_the_points(qtbot, window, tmp_path, photos_
     from hyperinverter_gui.alignment import load_photo
 
     win.session.photo_rgb = load_photo(photos_on_disk[0]).rgb
-    with qtbot.waitSignal(win.worker.inverted, timeout=LONG):
+    with qtbot.waitSignal(win.inverted, timeout=LONG):
         win._points_edited(ASTRONAUT_POINTS.copy())
     qtbot.waitUntil(lambda: win.session.inversion is not None, timeout=LONG)
     assert win.session.aligned_rgb.shape == (32, 32, 3)
@@ -284,16 +295,16 @@ def test_hyperstyle_backend_shows_each_step_and_compares(qtbot, tmp_path, offlin
     win = MainWindow(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat), directions_dir=tmp_path / "nodirs")
     qtbot.addWidget(win)
     try:
-        with qtbot.waitSignal(win.worker.modelsLoaded, timeout=LONG) as loaded:
+        with qtbot.waitSignal(win.modelsLoaded, timeout=LONG) as loaded:
             win.models_panel.refresh(model_paths={"generator": hs, "inverter": hi, "hyperstyle": hs,
                                                   "hyperstyle_w_encoder": wenc})
-        assert loaded.args[0]["hyperstyle"] is True
+        assert loaded.args[0].hyperstyle is True
         win.backend_box.setCurrentIndex(1)
         win.iterations_box.setValue(2)
         steps = []
-        win.worker.stepReady.connect(lambda job, step, total, img: steps.append((step, total)))
+        win.stageImage.connect(steps.append)
         _open_and_invert(qtbot, win, photos_on_disk[0])
-        assert steps == [(1, 2), (2, 2)]
+        assert steps == ["step 1/2", "step 2/2"]
         assert win.session.inversion.metadata["backend"] == "hyperstyle"
         win.view_mode.setCurrentIndex(4)  # side by side: computes the HyperInverter reconstruction too
         qtbot.waitUntil(lambda: len(win.results_by_backend) == 2, timeout=LONG)
@@ -309,7 +320,7 @@ def test_bfloat16_frames_stay_close_to_float32(qtbot, window, photos_on_disk):
     win.apply_value("age", 1.5)
     _idle(qtbot, win)
     exact = win._displayed_edit.astype(np.float64)
-    win.worker.set_precision("bfloat16")
+    _set_precision(qtbot, win, "bfloat16")
     win.apply_value("age", 1.5001)  # a new state, rendered in bf16
     win.apply_value("age", 1.5)
     _idle(qtbot, win)
@@ -318,19 +329,19 @@ def test_bfloat16_frames_stay_close_to_float32(qtbot, window, photos_on_disk):
     assert psnr >= 30, psnr  # tiny random models have wide images; the FFHQ-size figure is in the benchmark
 
 
-def test_auto_plan_previews_in_bfloat16_and_released_frames_exact(qtbot, window, photos_on_disk):
+def test_auto_plan_previews_in_bfloat16_and_released_frames_exact(qtbot, window, photos_on_disk, generator):
     """The editor's *auto* where bf16 is native: drag previews in bfloat16, the released frame in float32."""
-    from hyperinverter_gui.fast_render import EditRenderer, PrecisionPlan
+    from hyperinverter_gui.engine.renderer import EditRenderer, PrecisionPlan
 
     win = window
     win.settings.setValue("preview_resolution", 16)  # the tiny generator draws 32 px
-    win.worker.set_precision(PrecisionPlan(inversion="float32", frames="float32", previews="bfloat16"))
+    _set_precision(qtbot, win, PrecisionPlan(inversion="float32", frames="float32", previews="bfloat16"))
     _open_and_invert(qtbot, win, photos_on_disk[0])
     inv = win.session.inversion
     assert "precision" not in inv.metadata  # the inversion itself is exact
     w = apply_edits(inv.w, [(win.directions["age"], 1.5)])
-    f32 = EditRenderer(win.worker.generator, inv.deltas)
-    bf16 = EditRenderer(win.worker.generator, inv.deltas, precision="bfloat16")
+    f32 = EditRenderer(generator, inv.deltas)
+    bf16 = EditRenderer(generator, inv.deltas, precision="bfloat16")
 
     slider = win.slider_panel.sliders["age"]
     slider.sliderPressed.emit()
@@ -345,3 +356,66 @@ def test_auto_plan_previews_in_bfloat16_and_released_frames_exact(qtbot, window,
     slider.sliderReleased.emit()
     _idle(qtbot, win)
     assert np.array_equal(win._displayed_edit, tensor_to_uint8(f32.render(w)))
+
+
+def test_export_runs_off_the_gui_thread_while_a_render_is_running(qtbot, window, photos_on_disk, tmp_path,
+                                                                   monkeypatch):
+    """Export is an engine job: the event loop keeps turning (a QTimer keeps firing) while it runs."""
+    import threading
+
+    from PySide6.QtCore import QTimer
+
+    import hyperinverter_gui.media.animation as animation
+
+    win = window
+    _open_and_invert(qtbot, win, photos_on_disk[0])
+    gui_thread = threading.get_ident()
+    writer_threads: list[int] = []
+    real_write_png = animation.write_png
+
+    def slow_write_png(*args, **kwargs):  # the real writer, observed and slowed down
+        writer_threads.append(threading.get_ident())
+        time.sleep(0.6)
+        return real_write_png(*args, **kwargs)
+
+    monkeypatch.setattr(animation, "write_png", slow_write_png)
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start(20)
+    try:
+        win.apply_value("age", 1.0)  # a render is queued or running on the engine thread
+        assert win.scheduler.busy
+        out = tmp_path / "during_render.png"
+        started = time.monotonic()
+        with qtbot.waitSignal(win.exported, timeout=LONG):
+            job = win.export_to(out)
+            assert time.monotonic() - started < 0.3  # export_to returned at once: the work is queued
+        ticks_during = [t for t in ticks if t >= started]
+    finally:
+        timer.stop()
+    assert job.purpose == "export" and out.is_file()
+    assert writer_threads and all(t != gui_thread for t in writer_threads)
+    assert len(ticks_during) >= 10, len(ticks_during)  # ~30 expected in 0.6 s; none if the GUI thread blocked
+    _idle(qtbot, win)
+
+
+def test_the_command_line_and_the_editor_write_the_same_pixels(qtbot, window, photos_on_disk, tmp_path,
+                                                               model_dir, directions_dir):
+    from hyperinverter_gui.cli.main import main as cli_main
+    from hyperinverter_gui.inversion.result import save_inversion
+
+    win = window
+    _open_and_invert(qtbot, win, photos_on_disk[0])
+    win.apply_value("age", 1.25)
+    _idle(qtbot, win)
+    editor_png = tmp_path / "editor.png"
+    with qtbot.waitSignal(win.exported, timeout=LONG):
+        win.export_to(editor_png)
+    saved = save_inversion(win.session.inversion, tmp_path / "face.safetensors")
+    cli_png = tmp_path / "cli.png"
+    assert cli_main(["edit", str(saved), "-g", str(model_dir / "G.pkl"), "--directions", str(directions_dir),
+                     "-e", "age=1.25", "-o", str(cli_png), "--device", "cpu"]) == 0
+    a, b = np.asarray(Image.open(editor_png)), np.asarray(Image.open(cli_png))
+    assert a.shape == b.shape and np.array_equal(a, b)
+    assert not np.array_equal(a, tensor_to_uint8(win.session.inversion.image))  # the edit is in both

@@ -5,21 +5,16 @@ from __future__ import annotations
 import copy
 import math
 
-import numpy as np
-
 import hyperstyle_formats as hf
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from hyperinverter_gui.engine.hyperstyle import invert_hyperstyle, resize_for_hyperstyle
 from hyperinverter_gui.errors import ModelFileError, ModelMismatchError
-from hyperinverter_gui.hyperstyle import (
-    hyperstyle_config,
-    invert_hyperstyle,
-    load_hyperstyle,
-    resize_for_hyperstyle,
-)
-from hyperinverter_gui.models import hyperstyle as hs
+from hyperinverter_gui.formats.hyperstyle_files import hyperstyle_config, load_hyperstyle
+from hyperinverter_gui.networks import hyperstyle as hs
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +119,7 @@ def test_config_rejects_inconsistent_options(hs_dir, hs_model):
     with pytest.raises(ModelMismatchError, match="one per out/in"):
         hyperstyle_config(bad, None, gen)
     # every copy of the shared generator must be the same tensor
-    from hyperinverter_gui.hyperstyle import _drop_shared_copies
+    from hyperinverter_gui.formats.hyperstyle_files import _drop_shared_copies
 
     cfg = hyperstyle_config(sd, opts, gen)
     assert not any(".hypernet." in k for k in _drop_shared_copies(sd, cfg, "x"))
@@ -248,7 +243,7 @@ def test_refinement_blocks_from_raw_tensors(hs_dir, hs_model, hs_photos):
 
 
 def test_results_save_and_edit_like_hyperinverter(hs_model, hs_run, tmp_path):
-    from hyperinverter_gui.inversion import load_inversion, save_inversion
+    from hyperinverter_gui.inversion.result import load_inversion, save_inversion
 
     r = hs_run[0][1]
     back = load_inversion(save_inversion(r, tmp_path / "face.safetensors"))
@@ -387,9 +382,9 @@ def test_separable_variant(hs_dir, hs_photos, tmp_path):
 def test_cli_invert_and_edit_with_the_hyperstyle_backend(hs_dir, hs_photos, tmp_path, capsys, monkeypatch):
     from PIL import Image
 
-    from hyperinverter_gui.cli import main
-    from hyperinverter_gui.imageio import tensor_to_uint8
-    from hyperinverter_gui.inversion import load_inversion
+    from hyperinverter_gui.cli.main import main
+    from hyperinverter_gui.inversion.result import load_inversion
+    from hyperinverter_gui.media.images import tensor_to_uint8
 
     ckpt = next(p for p in hs_dir.iterdir() if p.name.startswith("hyperstyle") and p.suffix == ".pt")
     wenc = next(p for p in hs_dir.iterdir() if "w_encoder" in p.name)

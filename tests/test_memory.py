@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
-from hyperinverter_gui.fast_inversion import FastInverter
-from hyperinverter_gui.memory import file_mappings, release_pages
-from hyperinverter_gui.model_cache import load_generator_cached, load_hyperinverter_cached
+from hyperinverter_gui.catalog.cache import load_generator_cached, load_hyperinverter_cached
+from hyperinverter_gui.engine.inverter import FastInverter
+from hyperinverter_gui.host.memory import file_mappings, release_pages
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise and /proc are Linux's")
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hyperinverter_gui.errors import ModelFileError, ModelMismatchError, UnsafeModelFileError
-from hyperinverter_gui.loading import load_generator, load_hyperinverter
+from hyperinverter_gui.formats.loading import load_generator, load_hyperinverter
 
 
 def test_nvidia_pickle_round_trip(model_dir, generator):
@@ -171,7 +171,7 @@ def test_checkpoint_without_w_encoder_needs_the_separate_file(tmp_path, model_di
     m = load_hyperinverter(path, generator, w_encoder=model_dir / "w_encoder.pt")
     full = load_hyperinverter(model_dir / "HI.pt", generator)
     x = photos[:1]
-    from hyperinverter_gui.models.hyperinverter import resize_for_encoder
+    from hyperinverter_gui.networks.hyperinverter import resize_for_encoder
 
     x256 = resize_for_encoder(x)
     # Same seed for both files: the separate W encoder equals the embedded one.

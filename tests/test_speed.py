@@ -9,10 +9,10 @@ import official_formats as of
 import pytest
 import torch
 
-from hyperinverter_gui.fast_inversion import FastInverter, fast_inverter, invert_fast
-from hyperinverter_gui.fast_render import EditRenderer, upsample_img
-from hyperinverter_gui.inversion import WeightDeltas
-from hyperinverter_gui.models import ops
+from hyperinverter_gui.engine.inverter import FastInverter, fast_inverter, invert_fast
+from hyperinverter_gui.engine.renderer import EditRenderer, upsample_img
+from hyperinverter_gui.inversion.result import WeightDeltas
+from hyperinverter_gui.networks import ops
 
 BOUND = 1e-3  # max abs difference on images (roughly in [-1, 1]) of the float32 fast path
 PSNR_FLOOR = 40.0  # dB, bfloat16 against float32, peak-to-peak 2
@@ -133,7 +133,7 @@ def test_affine_and_torgb_deltas(generator, inverted):
 
 def test_non_binomial_filter_and_conv_clamp(tmp_path, inverted):
     """The generic FIR path and conv_clamp (lrelu gain applied in place, not folded forward)."""
-    from hyperinverter_gui.loading import load_generator
+    from hyperinverter_gui.formats.loading import load_generator
 
     of.write_nvidia_pickle(tmp_path / "G.pkl", of.stylegan2_generator_tree(seed=4, conv_clamp=0.7))
     g = load_generator(tmp_path / "G.pkl")
@@ -224,7 +224,7 @@ def test_bfloat16_inversion_is_close(model, photos, inverted):
 
 
 def test_recommended_precision_and_memory_figures(generator, inverted):
-    from hyperinverter_gui.fast_render import PRECISIONS, recommended_precision
+    from hyperinverter_gui.engine.renderer import PRECISIONS, recommended_precision
 
     assert recommended_precision("cpu") in PRECISIONS
     r = EditRenderer(generator, inverted[0].deltas, cache_resolution=0)
@@ -237,7 +237,7 @@ def test_recommended_precision_and_memory_figures(generator, inverted):
 @pytest.mark.parametrize("shape", [(3, 5, 4, 4), (4, 2, 7, 5), (1, 8, 1, 1)])
 def test_polyphase_up_convolution_equals_the_transposed_convolution(shape):
     """The four per-phase kernels of _up_phases rebuild conv_transpose2d(stride 2) exactly."""
-    from hyperinverter_gui.fast_render import _PHASE_OFFSETS, _up_phases
+    from hyperinverter_gui.engine.renderer import _PHASE_OFFSETS, _up_phases
 
     g = torch.Generator().manual_seed(3)
     n, i, h, w = shape
@@ -288,7 +288,7 @@ def test_layers_of_one_shape_share_one_scratch_weight(generator, inverted):
 
 
 def test_precision_plans():
-    from hyperinverter_gui.fast_render import PrecisionPlan, precision_plan, recommended_precision
+    from hyperinverter_gui.engine.renderer import PrecisionPlan, precision_plan, recommended_precision
 
     auto = precision_plan("auto", "cpu")
     # What the user keeps or judges is exact; only drag previews may use bf16, and only where native.

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from hyperinverter_gui.models import construction
-from hyperinverter_gui.weights import discover
+from hyperinverter_gui.catalog.discovery import discover
+from hyperinverter_gui.networks import construction
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +28,7 @@ def test_loading_models_does_not_import_the_compiler_stack(model_dir):
     """Building modules on the meta device imports torch._dynamo and sympy (seconds); the loaders must not."""
     code = (
         "import sys\n"
-        "from hyperinverter_gui.loading import load_generator, load_hyperinverter\n"
+        "from hyperinverter_gui.formats.loading import load_generator, load_hyperinverter\n"
         f"g = load_generator({str(model_dir / 'G.pkl')!r})\n"
         f"m = load_hyperinverter({str(model_dir / 'HI.pt')!r}, g)\n"
         "print(sorted(n for n in ('torch._dynamo', 'sympy') if n in sys.modules))\n"

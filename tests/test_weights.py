@@ -16,11 +16,10 @@ import official_formats as of
 import pytest
 import torch
 
-from hyperinverter_gui.cli import main
-from hyperinverter_gui.download import DownloadError, download
-from hyperinverter_gui.model_cache import load_generator_cached, load_hyperinverter_cached
-from hyperinverter_gui.weights import discover, download_dir, find_entry, load_manifest, select
-
+from hyperinverter_gui.catalog.cache import load_generator_cached, load_hyperinverter_cached
+from hyperinverter_gui.catalog.discovery import discover, download_dir, find_entry, load_manifest, select
+from hyperinverter_gui.catalog.download import DownloadError, download
+from hyperinverter_gui.cli.main import main
 
 # --------------------------------------------------------------------------
 # Discovery and selection
@@ -80,7 +79,7 @@ def test_missing_roles_name_their_downloads(tmp_path, monkeypatch):
 def test_cli_uses_discovered_models(weights_dir, tmp_path, photos, capsys):
     from PIL import Image
 
-    from hyperinverter_gui.imageio import tensor_to_uint8
+    from hyperinverter_gui.media.images import tensor_to_uint8
 
     Image.fromarray(tensor_to_uint8(photos[0])).save(tmp_path / "face.png")
     assert main(["invert", str(tmp_path / "face.png"), "--no-align", "-o", str(tmp_path / "out.png"),
@@ -133,7 +132,7 @@ def test_cache_is_used_and_refreshed_when_the_source_changes(tmp_path, model_dir
 
 
 def test_cached_hyperinverter_equals_direct_load(tmp_path, model_dir, generator, model, photos):
-    from hyperinverter_gui.inversion import invert
+    from hyperinverter_gui.engine.reference import invert
 
     src = tmp_path / "HI.pt"
     shutil.copy(model_dir / "HI.pt", src)
@@ -286,7 +285,7 @@ def test_disk_full_during_download(server, tmp_path):
         "import resource, signal, sys\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (200000, 200000))\n"
-        "from hyperinverter_gui.download import download, DownloadError\n"
+        "from hyperinverter_gui.catalog.download import download, DownloadError\n"
         "try:\n"
         f"    download('{server}/file', sys.argv[1])\n"
         "except DownloadError as e:\n"
@@ -310,7 +309,7 @@ def test_cli_download_records_the_checksum(server, tmp_path, monkeypatch, capsys
     monkeypatch.setenv("HYPERINVERTER_USER_WEIGHTS", str(tmp_path / "user" / "weights"))
     manifest = tmp_path / "manifest.toml"
     manifest.write_text(f'[[model]]\nname = "tiny"\nrole = "generator"\nfile = "tiny.pkl"\nurl = "{server}/file"\n')
-    monkeypatch.setattr("hyperinverter_gui.weights.manifest_path", lambda: manifest)
+    monkeypatch.setattr("hyperinverter_gui.catalog.discovery.manifest_path", lambda: manifest)
     assert main(["weights", "download", "tiny"]) == 0
     digest = hashlib.sha256(PAYLOAD).hexdigest()
     assert digest in capsys.readouterr().err

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hyperinverter_gui.fast_render import EditRenderer
-from hyperinverter_gui.models import winograd
+from hyperinverter_gui.engine.renderer import EditRenderer
+from hyperinverter_gui.networks import winograd
 
 BOUND = 1e-3  # max abs difference on images of the float32 fast path (as in test_speed.py)
 
@@ -53,7 +53,7 @@ def test_winograd_rejects_what_it_cannot_compute():
 @pytest.fixture(scope="module")
 def wide_generator(tmp_path_factory):
     """A 32 px generator with 512 channels in every layer, so its 8-32 px convolutions take the Winograd path."""
-    from hyperinverter_gui.loading import load_generator
+    from hyperinverter_gui.formats.loading import load_generator
 
     path = tmp_path_factory.mktemp("wide") / "G.pkl"
     tree = of.stylegan2_generator_tree(seed=5, img_resolution=32, channel_base=16384, channel_max=512, z_dim=32,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 
 def log_file() -> Path:
-    from ..weights import cache_dir  # imports torch: after the splash is up
+    from hyperinverter_gui.host.paths import log_file as path
 
-    return cache_dir() / "logs" / "hyperinverter-studio.log"
+    return path()
 
 
 def setup_logging() -> Path | None:
@@ -61,7 +61,7 @@ def _splash():
 
 def main(argv: list[str] | None = None, photo: str | None = None) -> int:
     """Open the editor (optionally with a photo)."""
-    from ..allocator import keep_freed_memory
+    from hyperinverter_gui.host.allocator import keep_freed_memory
 
     keep_freed_memory()  # before any thread starts: frames reuse freed memory (no page faults)
     try:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None, photo: str | None = None) -> int:
     app.setOrganizationName("HyperInverterStudio")
     from PySide6.QtCore import QSettings
 
-    from .main_window import MainWindow
+    from hyperinverter_gui._qt.main_window import MainWindow
 
     settings = QSettings("HyperInverterStudio", "HyperInverterStudio")
     apply_theme(str(settings.value("theme", "dark")))

@@ -20,15 +20,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..editing import interpolate
-from ..errors import HyperInverterError
-from ..imageio import IMAGE_SUFFIXES, tensor_to_uint8
-from ..session import SESSION_SUFFIX, RenderScheduler
-from .widgets import ImageView
-from .worker import AlignRequest, RenderRequest
+from hyperinverter_gui._qt.widgets import ImageView
+from hyperinverter_gui.app.export import export_interpolation
+from hyperinverter_gui.app.photos import align_photo
+from hyperinverter_gui.app.scheduler import RenderScheduler
+from hyperinverter_gui.app.session import SESSION_SUFFIX
+from hyperinverter_gui.errors import HyperInverterError
+from hyperinverter_gui.media.images import IMAGE_SUFFIXES, tensor_to_uint8
 
 if TYPE_CHECKING:
-    from .main_window import MainWindow
+    from hyperinverter_gui._qt.main_window import MainWindow
 
 
 class InterpolationPanel(QWidget):
@@ -109,11 +110,12 @@ class InterpolationPanel(QWidget):
             self.open(which, Path(path))
 
     def open(self, which: str, path: Path) -> None:
+        """Use a saved inversion or session at once; a photo is aligned and inverted as a job."""
         self.results[which] = None
         self.generation += 1
         self._enable()
         if path.suffix in (SESSION_SUFFIX, ".safetensors"):
-            from ..inversion import load_inversion
+            from hyperinverter_gui.inversion.result import load_inversion
 
             try:
                 self.inverted(which, load_inversion(path))
@@ -121,7 +123,27 @@ class InterpolationPanel(QWidget):
                 self.failed(which, str(e))
             return
         self.status[which].setText("aligning…")
-        self.window._start_align(AlignRequest(path), purpose=which)
+        backend = self.window.backend
+        iterations = self.window.iterations_box.value()
+        views = self.views
+
+        def run(engine, ctx):
+            out = align_photo(engine.resolution, path=path, token=ctx.token, progress=ctx.progress)
+            if out.aligned is None:
+                raise HyperInverterError(f"{path.name}: {out.no_face}")
+            ctx.partial("aligned", out)
+            return engine.invert(out.aligned, backend, iterations=iterations, on_stage=ctx.progress,
+                                 cancel=ctx.token)[0]
+
+        def partial(kind: str, out) -> None:
+            views[which].set_image(out.aligned, "aligned")
+            if out.message:
+                self.window.show_notice(out.message)
+            self.status[which].setText("inverting…")
+
+        self.window.submit(which, run, on_done=lambda r: self.inverted(which, r),
+                           on_failed=lambda m: self.failed(which, m), on_partial=partial,
+                           on_progress=lambda stage, f: self.progress(which, stage, f))
 
     def use_current(self, which: str) -> None:
         s = self.window.session
@@ -135,17 +157,11 @@ class InterpolationPanel(QWidget):
         """Use an inversion directly (tests, sessions)."""
         self.inverted(which, result)
 
-    # --- answers from the worker ---------------------------------------------
+    # --- answers ------------------------------------------------------------------
 
-    def aligned(self, which: str, out: dict) -> None:
-        self.views[which].set_image(out["aligned"], "aligned")
-        if out.get("message"):
-            self.window.show_notice(out["message"])
-        self.status[which].setText("inverting…")
-
-    def progress(self, which: str | None, stage: str, pct: int) -> None:
+    def progress(self, which: str, stage: str, fraction: float) -> None:
         if which in self.status:
-            self.status[which].setText(f"{stage} ({pct}%)")
+            self.status[which].setText(f"{stage} ({int(round(100 * fraction))}%)")
 
     def inverted(self, which: str, result) -> None:
         self.results[which] = result
@@ -159,6 +175,7 @@ class InterpolationPanel(QWidget):
 
     def failed(self, which: str, message: str) -> None:
         self.status[which].setText("failed")
+        self.window.show_error(message)
 
     def _enable(self) -> None:
         ready = all(r is not None for r in self.results.values())
@@ -171,10 +188,6 @@ class InterpolationPanel(QWidget):
     def alpha_value(self) -> float:
         return self.alpha.value() / self.ALPHA_STEPS
 
-    def _request(self, alpha: float, latent_only: bool, preview: int | None, token) -> RenderRequest:
-        w, deltas = interpolate(self.results["A"], self.results["B"], alpha, latent_only)
-        return RenderRequest(token, w, deltas, preview)
-
     def request_frame(self, preview: bool = False) -> None:
         self.alpha_label.setText(f"α = {self.alpha_value:.2f}")
         a, b = self.results["A"], self.results["B"]
@@ -182,31 +195,48 @@ class InterpolationPanel(QWidget):
             return
         alpha, latent = self.alpha_value, self.latent_only.isChecked()
         res = None
-        if preview and self.window.models_info and self.window.models_info["resolution"] > 256:
+        info = self.window.models_info
+        if preview and info is not None and info.resolution > 256:
             res = 256
         if not latent and alpha in (0.0, 1.0) and res is None and not self.scheduler.busy:
             r = a if alpha == 0.0 else b  # the exact reconstructions at the ends
             self._show(tensor_to_uint8(r.image), alpha, latent)
             return
-        state = ("interp", self.generation, alpha, latent, res)
+        state = (self.generation, alpha, latent, res)
         start = self.scheduler.request(state)
         if start is not None:
-            self.window.renderRequested.emit(self._request(alpha, latent, res, start))
+            self._send(start)
+
+    def _send(self, state: tuple) -> None:
+        a, b = self.results["A"], self.results["B"]
+        _, alpha, latent, res = state
+
+        def run(engine, ctx):
+            kind = "preview" if res else "frame"
+            return tensor_to_uint8(engine.interpolate(a, b, alpha, latent_only=latent, resolution=res, kind=kind))
+
+        self.window.submit("interpolation frame", run, supersede=False,
+                           on_done=lambda image: self._rendered(state, image),
+                           on_failed=lambda message: self._render_failed(state, message))
 
     def _show(self, image: np.ndarray, alpha: float, latent: bool) -> None:
         self.frame = image
         mode = "latent codes only" if latent else "latent codes + weights"
         self.frame_view.set_image(image, f"α = {alpha:.2f}, {mode}")
 
-    def rendered(self, token, image, ms: float) -> None:
-        if token[0] == "seq":
-            self._sequence_frame(token, image)
-            return
-        if image is not None and token[1] == self.generation:
-            self._show(image, token[2], token[3])
-        nxt = self.scheduler.finished(token)
-        if nxt is not None and nxt[1] == self.generation:
-            self.window.renderRequested.emit(self._request(nxt[2], nxt[3], nxt[4], nxt))
+    def _rendered(self, state: tuple, image: np.ndarray) -> None:
+        if state[0] == self.generation:
+            self._show(image, state[1], state[2])
+        self._next(state)
+
+    def _render_failed(self, state: tuple, message: str) -> None:
+        self.window.show_error(f"could not render the interpolation: {message}")
+        self._next(state)
+
+    def _next(self, state: tuple) -> None:
+        nxt = self.scheduler.finished(state)
+        if nxt is not None and nxt[0] == self.generation:
+            self._send(nxt)
         elif nxt is not None:
             self.scheduler.reset()
 
@@ -216,10 +246,14 @@ class InterpolationPanel(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Export frame", f"interpolation_{self.alpha_value:.2f}.png",
                                               "PNG (*.png)")
         if path:
-            self.export_frame(Path(path), overwrite=True)
+            try:
+                self.export_frame(Path(path), overwrite=True)
+            except HyperInverterError as e:
+                self.window.show_error(str(e))
 
     def export_frame(self, path: Path, overwrite: bool = False) -> Path:
-        from ..media import write_png
+        """The frame on screen (already rendered), as a PNG."""
+        from hyperinverter_gui.media.animation import write_png
 
         if self.frame is None:
             raise HyperInverterError("no interpolation frame to export yet")
@@ -233,34 +267,26 @@ class InterpolationPanel(QWidget):
         if path:
             self.export_sequence(Path(path), kind, self.steps.value())
 
-    def export_sequence(self, path: Path, kind: str, steps: int) -> None:
-        """Render ``steps`` frames in the worker, then write a GIF or MP4 (asynchronous)."""
-        if self._sequence is not None:
+    def export_sequence(self, path: Path, kind: str, steps: int):
+        """Render ``steps`` exact frames and write a GIF or MP4, as one job on the engine thread."""
+        if self.window.jobs.busy("sequence"):
             self.window.show_error("an export is already running")
-            return
-        latent = self.latent_only.isChecked()
-        self._sequence = {"path": path, "kind": kind, "frames": [None] * steps, "left": steps}
+            return None
+        a, b, latent = self.results["A"], self.results["B"], self.latent_only.isChecked()
+        if a is None or b is None:
+            self.window.show_error("open photos A and B first")
+            return None
+        target = {"gif": path} if kind == "gif" else {"mp4": path}
+
+        def run(engine, ctx):
+            return export_interpolation(engine, a, b, steps, latent_only=latent, progress=ctx.progress,
+                                        token=ctx.token, **target)
+
+        def done(written) -> None:
+            self.window.statusBar().showMessage(f"exported {path}", 6000)
+            self.window.stage_label.setText(f"exported {path.name}")
+            self.window.exported.emit(path)
+
         self.window.stage_label.setText(f"rendering {steps} frames…")
-        for i in range(steps):
-            alpha = i / (steps - 1)
-            self.window.renderRequested.emit(self._request(alpha, latent, None, ("seq", i)))
-
-    def _sequence_frame(self, token, image) -> None:
-        seq = self._sequence
-        if seq is None:
-            return
-        seq["frames"][token[1]] = image
-        seq["left"] -= 1
-        if seq["left"] > 0:
-            return
-        self._sequence = None
-        from ..media import write_gif, write_mp4
-
-        try:
-            if any(f is None for f in seq["frames"]):
-                raise HyperInverterError("some frames could not be rendered")
-            (write_gif if seq["kind"] == "gif" else write_mp4)(seq["frames"], seq["path"], 12.0)
-            self.window.statusBar().showMessage(f"exported {seq['path']}", 6000)
-            self.window.stage_label.setText(f"exported {seq['path'].name}")
-        except HyperInverterError as e:
-            self.window.show_error(str(e))
+        return self.window.submit("sequence", run, on_done=done, on_failed=self.window.show_error,
+                                  on_progress=lambda stage, f: self.window.stage_label.setText(f"export: {stage}"))

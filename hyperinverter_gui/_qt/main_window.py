@@ -1,17 +1,22 @@
-"""The main window: open a photo, invert it in the background, edit with sliders, compare, export."""
+"""The main window: views of the editing session, and the menus that act on it.
+
+State lives in the Qt-free application layer: the evented :class:`EditSession` (views follow its
+events), the :class:`JobManager` (every piece of model work is a job on the engine thread, with
+its own cancel token; stale answers are dropped) and the undo commands of ``app.undo``. This
+window builds widgets, turns user actions into session changes and jobs, and shows answers.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, QThread, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QSpinBox,
     QComboBox,
     QFileDialog,
     QFrame,
@@ -22,63 +27,61 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSpinBox,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from .. import __version__
-from ..directions import load_library
-from ..editing import apply_edits
-from ..errors import HyperInverterError
-from ..imageio import IMAGE_SUFFIXES, tensor_to_uint8
-from ..session import SESSION_SUFFIX, EditSession, RenderScheduler
-from .interpolation import InterpolationPanel
-from .models_panel import ModelsPanel
-from .widgets import ImageView, PhotoView, SliderPanel
-from .worker import AlignRequest, EngineWorker, InvertRequest, ModelRequest, RenderRequest
+from hyperinverter_gui import __version__
+from hyperinverter_gui._qt.engine_thread import QtExecutor
+from hyperinverter_gui._qt.interpolation import InterpolationPanel
+from hyperinverter_gui._qt.models_panel import ModelsPanel
+from hyperinverter_gui._qt.widgets import ImageView, PhotoView, SliderPanel
+from hyperinverter_gui.app.export import EditExport, export_edit
+from hyperinverter_gui.app.jobs import Job, JobManager
+from hyperinverter_gui.app.photos import AlignOutcome, align_photo, default_points
+from hyperinverter_gui.app.scheduler import RenderScheduler
+from hyperinverter_gui.app.session import SESSION_SUFFIX, EditSession
+from hyperinverter_gui.app.undo import ResetValues, SetValue
+from hyperinverter_gui.editing.library import load_library
+from hyperinverter_gui.engine import Engine, EngineInfo, ModelFiles
+from hyperinverter_gui.errors import HyperInverterError
+from hyperinverter_gui.media.images import IMAGE_SUFFIXES, tensor_to_uint8
 
 log = logging.getLogger(__name__)
 VIEW_MODES = ("Edited", "Phase I", "Aligned photo", "Split: photo | edited", "Side by side: HyperInverter | HyperStyle")
 BACKENDS = ("hyperinverter", "hyperstyle")
 
 
-class SliderCommand(QUndoCommand):
-    """One slider change (a whole drag is one command)."""
+class UndoCommand(QUndoCommand):
+    """A Qt undo-stack entry around a Qt-free command of ``app.undo``."""
 
-    def __init__(self, window: "MainWindow", name: str, old: float, new: float):
-        super().__init__(f"{name} {old:+.2f} → {new:+.2f}")
-        self.window, self.name, self.old, self.new = window, name, old, new
-
-    def redo(self) -> None:
-        self.window.apply_value(self.name, self.new)
-
-    def undo(self) -> None:
-        self.window.apply_value(self.name, self.old)
-
-
-class ResetCommand(QUndoCommand):
-    def __init__(self, window: "MainWindow", old_values: dict[str, float]):
-        super().__init__("reset all sliders")
-        self.window, self.old = window, dict(old_values)
+    def __init__(self, command: Any):
+        super().__init__(command.text)
+        self.command = command
 
     def redo(self) -> None:
-        for n in list(self.old):
-            self.window.apply_value(n, 0.0, render=False)
-        self.window.request_render()
+        self.command.redo()
 
     def undo(self) -> None:
-        for n, v in self.old.items():
-            self.window.apply_value(n, v, render=False)
-        self.window.request_render()
+        self.command.undo()
+
+
+def _engine_resolution(engine: Engine) -> int:
+    return engine.resolution if engine.has_generator else 1024
 
 
 class MainWindow(QMainWindow):
-    loadModelsRequested = Signal(object)
-    alignRequested = Signal(int, object)
-    invertRequested = Signal(int, object)
-    renderRequested = Signal(object)
+    # Announcements, for anything that wants to wait on the window (tests, scripts).
+    modelsLoaded = Signal(object)  # EngineInfo
+    inverted = Signal(object)  # InversionResult of the photo being edited
+    frameShown = Signal()  # a rendered frame reached the result view
+    exported = Signal(object)  # Path written
+    stageImage = Signal(str)  # an image shown while inverting: "phase1", "step k/n"
+    stageChanged = Signal(str, float)  # the photo job's stage and how far along it is
+    rendered = Signal(object, float)  # (generation, values, preview resolution or None), milliseconds
 
     def __init__(
         self,
@@ -96,22 +99,19 @@ class MainWindow(QMainWindow):
         self.undo_stack = QUndoStack(self)
         self.directions: dict = {}
         self.directions_dir = directions_dir
-        self.models_info: dict[str, Any] | None = None
-        self.job = 0
-        self.jobs: dict[int, str] = {}  # job id -> purpose ("main", "A", "B")
-        self.current: dict[str, int] = {}  # purpose -> newest job id
+        self.models_info: EngineInfo | None = None
         self.render_count = 0
         self._drag_old: dict[str, float] = {}
         self._dragging: str | None = None
         self._space_held = False
         self._displayed_edit: np.ndarray | None = None
-        self._last_render_ms: float | None = None
-        self._last_full: tuple | None = None
+        self._edit_caption = ""
         self.backend = "hyperinverter"
         self.results_by_backend: dict[str, Any] = {}  # backend -> inversion of the current photo
 
         self._build_ui()
-        self._start_worker()
+        self._start_engine()
+        self._bind_session(self.session)
         self.models_panel.refresh(model_paths=model_paths, search_dirs=weights_dirs)
         geo = self.settings.value("window/geometry")
         if geo is not None:
@@ -278,37 +278,22 @@ class MainWindow(QMainWindow):
         menu.addAction(a)
         return a
 
-    # ------------------------------------------------------------------ worker
+    # ------------------------------------------------------------------ engine and jobs
 
-    def _start_worker(self) -> None:
-        self.thread = QThread(self)
-        self.thread.setObjectName("engine")
-        self.worker = EngineWorker()
-        self.worker.moveToThread(self.thread)
-        self.loadModelsRequested.connect(self.worker.load_models)
-        self.alignRequested.connect(self.worker.align)
-        self.invertRequested.connect(self.worker.invert)
-        self.renderRequested.connect(self.worker.render)
-        w = self.worker
-        w.modelsLoaded.connect(self._models_loaded)
-        w.modelsFailed.connect(self._models_failed)
-        w.progress.connect(self._progress)
-        w.aligned.connect(self._aligned)
-        w.phase1Ready.connect(self._phase1)
-        w.stepReady.connect(self._step)
-        w.inverted.connect(self._inverted)
-        w.rendered.connect(self._rendered)
-        w.failed.connect(self._failed)
-        w.cancelled.connect(self._cancelled)
-        w.notice.connect(self.show_notice)
-        self.thread.start()
+    def _start_engine(self) -> None:
+        # Constructed here, used only on the engine thread from now on (see engine.Engine).
+        self.engine = Engine(str(self.settings.value("device", "auto")), str(self.settings.value("precision", "auto")))
+        self.jobs = JobManager()
+        self.executor = QtExecutor(self.engine, self.jobs, self)
+        self.executor.notice.connect(self.show_notice)
+
+    def submit(self, purpose: str, run: Callable[[Engine, Any], Any], *, supersede: bool = True, **answers) -> Job:
+        """Queue model work for the engine thread; ``answers`` are Job callbacks (run on this thread)."""
+        return self.jobs.submit(Job(purpose, run, **answers), supersede=supersede)
 
     def shutdown(self) -> None:
-        """Stop the worker thread (waits for the running computation to finish)."""
-        if self.thread.isRunning():
-            self.worker.request_cancel(self.job)
-            self.thread.quit()
-            self.thread.wait()
+        """Cancel every job and stop the engine thread (waits for the running stage to end)."""
+        self.executor.shutdown()
 
     def closeEvent(self, ev) -> None:  # noqa: N802
         self.settings.setValue("window/geometry", self.saveGeometry())
@@ -318,39 +303,114 @@ class MainWindow(QMainWindow):
     def _load_models(self, paths: dict) -> None:
         device = str(self.settings.value("device", "auto"))
         precision = str(self.settings.value("precision", "auto"))
+        files = ModelFiles(paths["generator"], paths.get("inverter"), None, paths.get("hyperstyle"),
+                           paths.get("hyperstyle_w_encoder"))
         self.device_label.setText("device: loading models…")
-        self.loadModelsRequested.emit(ModelRequest(paths["generator"], paths.get("inverter"), device,
-                                                   paths.get("hyperstyle"), paths.get("hyperstyle_w_encoder"),
-                                                   precision))
 
-    def _models_loaded(self, info: dict) -> None:
+        def run(engine: Engine, ctx) -> EngineInfo:
+            engine.set_device(device)
+            engine.set_precision(precision)
+            return engine.load(files)
+
+        self.submit("models", run, on_done=self._models_loaded, on_failed=self._models_failed)
+
+    def _models_loaded(self, info: EngineInfo) -> None:
         self.models_info = info
-        self.session.model_names = {"generator": info["generator"], "checkpoint": info["checkpoint"] or ""}
+        self.session.model_names = {"generator": info.generator, "checkpoint": info.checkpoint or ""}
         short = {"bfloat16": "bf16", "float32": "fp32"}
-        frames, previews = short.get(info.get("precision"), "fp32"), short.get(info.get("preview_precision"), "fp32")
+        frames, previews = short.get(info.plan.frames, "fp32"), short.get(info.plan.previews, "fp32")
         mode = f"{frames} frames" if frames == previews else f"{frames} frames, {previews} previews"
-        self.device_label.setText(f"device: {info['device']}  ·  {info['resolution']} px  ·  {mode}")
-        self.backend_box.model().item(1).setEnabled(bool(info.get("hyperstyle")))
-        self.statusBar().showMessage(f"models loaded in {info['seconds']:.1f} s", 5000)
+        self.device_label.setText(f"device: {info.device}  ·  {info.resolution} px  ·  {mode}")
+        self.backend_box.model().item(1).setEnabled(info.hyperstyle)
+        self.statusBar().showMessage(f"models loaded in {info.seconds:.1f} s", 5000)
         try:
-            lib = load_library(self.directions_dir, num_ws=info["num_ws"], img_resolution=info["resolution"])
+            lib = load_library(self.directions_dir, num_ws=info.num_ws, img_resolution=info.resolution)
         except HyperInverterError as e:
             self.show_error(str(e))
             lib = None
         self.directions = lib.directions if lib else {}
         self.slider_panel.set_directions(self.directions)
+        for name in self.slider_panel.sliders:
+            self.slider_panel.show_value(name, self.session.value(name))
         self.slider_panel.set_enabled(self.session.inversion is not None)
         if lib and lib.missing:
             missing = sorted({s.file for s in lib.missing})
             self.statusBar().showMessage(
                 f"direction files missing: {', '.join(missing)} (see `hyperinverter directions list`)", 8000)
-        if self.session.photo_rgb is not None and self.session.inversion is None:
-            self._start_align(AlignRequest(None, rgb=self.session.photo_rgb, points5=self.session.points5))
+        self.modelsLoaded.emit(info)
+        s = self.session
+        if s.photo_rgb is not None and s.inversion is None and s.points5 is not None:
+            self._align(points5=s.points5)
+
+    def set_precision(self, setting: Any) -> Job:
+        """The Precision setting ("auto", "float32", "bfloat16", or a PrecisionPlan), applied on the engine thread."""
+
+        def done(plan) -> None:
+            if self.models_info is not None:
+                from dataclasses import replace
+
+                self.models_info = replace(self.models_info, plan=plan)
+            self.scheduler.reset()
+
+        return self.submit("precision", lambda engine, ctx: engine.set_precision(setting), on_done=done,
+                           on_failed=self.show_error)
 
     def _models_failed(self, message: str) -> None:
         self.device_label.setText("device: no models")
         self.show_error(message)
         self.models_panel.show_problem(message)
+
+    # ------------------------------------------------------------------ session -> views
+
+    def _bind_session(self, s: EditSession) -> None:
+        s.events.photo.connect(self._on_photo)
+        s.events.faces.connect(self._on_overlay)
+        s.events.alignment.connect(self._on_alignment)
+        s.events.inversion.connect(self._on_inversion)
+        s.events.value.connect(self._on_value)
+        s.events.values.connect(self._on_values)
+
+    def _unbind_session(self, s: EditSession) -> None:
+        for signal, slot in ((s.events.photo, self._on_photo), (s.events.faces, self._on_overlay),
+                             (s.events.alignment, self._on_alignment), (s.events.inversion, self._on_inversion),
+                             (s.events.value, self._on_value), (s.events.values, self._on_values)):
+            signal.disconnect(slot)
+
+    def _on_photo(self) -> None:
+        s = self.session
+        self.photo_view.set_image(s.photo_rgb, s.photo_path.name if s.photo_path else "")
+        self._on_overlay()
+        self._on_values()
+        self._refresh_result_view()
+
+    def _on_overlay(self) -> None:
+        s = self.session
+        self.photo_view.set_overlay([f.box for f in s.faces], s.face_index, s.points5,
+                                    s.detector == "haar" or (s.points5 is not None and not s.faces))
+
+    def _on_alignment(self) -> None:
+        self._on_overlay()
+        self._refresh_result_view()
+
+    def _on_inversion(self) -> None:
+        s = self.session
+        self.scheduler.reset()
+        self.slider_panel.set_enabled(s.inversion is not None)
+        if s.inversion is not None:
+            self._displayed_edit = None
+            self.request_render()
+        else:
+            self._refresh_result_view()
+
+    def _on_value(self, name: str, value: float) -> None:
+        self.slider_panel.show_value(name, value)
+        if self._dragging != name:
+            self.request_render()
+
+    def _on_values(self) -> None:
+        for name in self.slider_panel.sliders:
+            self.slider_panel.show_value(name, self.session.value(name))
+        self.request_render()
 
     # ------------------------------------------------------------------ opening photos
 
@@ -361,87 +421,86 @@ class MainWindow(QMainWindow):
         if path:
             self.open_photo(Path(path))
 
-    def open_photo(self, path: Path) -> int:
-        """Open a photo (cancelling whatever runs for the previous one). Returns the job id."""
+    def open_photo(self, path: Path) -> None:
+        """Open a photo (cancelling whatever runs for the previous one): align, then invert."""
         path = Path(path)
         if path.suffix == SESSION_SUFFIX:
             self.open_session(path)
-            return self.job
+            return
         self.settings.setValue("last_folder", str(path.parent))
         self._remember_recent(path)
         self.error_banner.hide()
         self.notice_banner.hide()
         self.undo_stack.clear()
-        self.scheduler.reset()
-        self.session.reset_photo(path, None)
+        self.jobs.cancel("compare")
         self.results_by_backend = {}
-        self.photo_view.set_image(None)
-        self.photo_view.set_overlay([], 0, None, False)
+        self._displayed_edit = None
+        self.session.reset_photo(path, None)
         self.result_view.set_image(None)
-        self.slider_panel.set_enabled(False)
-        for name in self.slider_panel.sliders:
-            self.slider_panel.show_value(name, 0.0)
         self.setWindowTitle(f"{path.name} — HyperInverter Studio")
-        return self._start_align(AlignRequest(path))
+        self._align(path=path)
 
-    def _start_align(self, req: AlignRequest, purpose: str = "main") -> int:
-        old = self.current.get(purpose)
-        if old is not None:
-            self.worker.request_cancel(old)
-        self.job += 1
-        self.jobs[self.job] = purpose
-        self.current[purpose] = self.job
-        if purpose == "main":
-            self.cancel_button.setEnabled(True)
-            self._progress(self.job, "Aligning", 1)
-        self.alignRequested.emit(self.job, req)
-        return self.job
+    def _align(self, *, path: Path | None = None, points5: np.ndarray | None = None, face_index: int = 0) -> Job:
+        rgb = None if path is not None else self.session.photo_rgb
 
-    def _is_current(self, job: int) -> str | None:
-        purpose = self.jobs.get(job)
-        if purpose is not None and self.current.get(purpose) == job:
-            return purpose
-        return None
+        def run(engine: Engine, ctx) -> AlignOutcome:
+            return align_photo(_engine_resolution(engine), path=path, rgb=rgb, points5=points5,
+                               face_index=face_index, token=ctx.token, progress=ctx.progress)
 
-    def _aligned(self, job: int, out: dict) -> None:
-        purpose = self._is_current(job)
-        if purpose is None:
-            return
-        if purpose != "main":
-            self.interp.aligned(purpose, out)
-            self.invertRequested.emit(job, self._invert_request(out["aligned"], self.backend))
-            return
+        self.cancel_button.setEnabled(True)
+        self._progress("Aligning", 0.01)
+        return self.submit("photo", run, on_done=self._aligned, on_failed=self._photo_failed,
+                           on_progress=self._progress)
+
+    def _aligned(self, out: AlignOutcome) -> None:
         s = self.session
-        if "rgb" in out:
-            s.photo_rgb = out["rgb"]
-            self.photo_view.set_image(out["rgb"], f"{s.photo_path.name if s.photo_path else ''}")
-        if "faces" in out:
-            s.faces, s.face_index = out["faces"], out.get("face_index", 0)
-            s.detector, s.detector_message = out.get("detector", ""), out.get("message")
-            if s.detector_message:
-                self.show_notice(s.detector_message)
-        if "no_face" in out:
-            from .worker import default_points
-
+        if out.rgb is not None:
+            s.set_photo_rgb(out.rgb)
+        if out.detected:
+            s.set_faces(out.faces, out.face_index, out.detector, out.message)
+            if out.message:
+                self.show_notice(out.message)
+        if out.no_face is not None:
             h, w = s.photo_rgb.shape[:2]
-            s.points5 = default_points(w, h)
-            self.photo_view.set_overlay([], 0, s.points5, True)
-            self.show_error(out["no_face"] + " Drag the five points onto the eyes, nose tip and mouth corners.")
+            s.set_alignment(default_points(w, h), None, None)
+            self.show_error(out.no_face + " Drag the five points onto the eyes, nose tip and mouth corners.")
             self._finish_job("No face found: place the points by hand")
             self.progress.setValue(0)
             return
-        s.points5 = out["points5"]
-        s.aligned_rgb, s.transform = out["aligned"], out["transform"]
-        self.photo_view.set_overlay([f.box for f in s.faces], s.face_index, s.points5, s.detector == "haar")
-        if self.session.model_names.get("checkpoint") and self.models_info is not None:
+        s.set_alignment(out.points5, out.aligned, out.transform)
+        if self.models_info is not None and self.models_info.checkpoint:
             self.results_by_backend = {}
-            self.invertRequested.emit(job, self._invert_request(out["aligned"], self.backend))
+            self._invert(out.aligned)
         else:
             self._finish_job("Aligned (no inverter loaded)")
-        self._refresh_result_view()
 
-    def _invert_request(self, aligned: np.ndarray, backend: str) -> InvertRequest:
-        return InvertRequest(aligned, backend, self.iterations_box.value())
+    def _invert(self, aligned: np.ndarray) -> Job:
+        backend, iterations = self.backend, self.iterations_box.value()
+
+        def run(engine: Engine, ctx):
+            return engine.invert(aligned, backend, iterations=iterations, on_stage=ctx.progress,
+                                 on_image=ctx.partial, cancel=ctx.token)[0]
+
+        self.cancel_button.setEnabled(True)
+        return self.submit("photo", run, on_done=self._inverted, on_failed=self._photo_failed,
+                           on_progress=self._progress, on_partial=self._partial_image)
+
+    def _partial_image(self, kind: str, image) -> None:
+        caption = "Phase I (Phase II running…)" if kind == "phase1" else f"HyperStyle refinement {kind}"
+        self.result_view.set_image(tensor_to_uint8(image), caption)
+        self.stageImage.emit(kind)
+
+    def _inverted(self, result) -> None:
+        self.results_by_backend[self.backend] = result
+        self._finish_job("Inverted" + (" (HyperStyle)" if self.backend == "hyperstyle" else ""))
+        self.session.set_inversion(result)
+        self.inverted.emit(result)
+
+    def _photo_failed(self, message: str) -> None:
+        self.cancel_button.setEnabled(False)
+        self.stage_label.setText("Failed")
+        self.progress.setValue(0)
+        self.show_error(message)
 
     def _backend_changed(self, index: int) -> None:
         self.backend = BACKENDS[index]
@@ -450,106 +509,44 @@ class MainWindow(QMainWindow):
         if self.session.aligned_rgb is not None:
             done = self.results_by_backend.get(self.backend)
             if done is not None:
-                self._use_result(done)
+                self.session.set_inversion(done)
             else:
                 self.reinvert()
-
-    def _step(self, job: int, step: int, total: int, image: np.ndarray) -> None:
-        if self._is_current(job) == "main":
-            self.result_view.set_image(image, f"HyperStyle refinement step {step}/{total}")
-        elif self._is_current(job) == "compare":
-            self.stage_label.setText(f"comparison: HyperStyle step {step}/{total}")
-
-    def _phase1(self, job: int, image: np.ndarray) -> None:
-        purpose = self._is_current(job)
-        if purpose == "main":
-            self._phase1_image = image
-            self.result_view.set_image(image, "Phase I (Phase II running…)")
-
-    def _inverted(self, job: int, result) -> None:
-        purpose = self._is_current(job)
-        if purpose is None:
-            return
-        if purpose == "compare":
-            self.results_by_backend[result.metadata.get("backend", "hyperinverter")] = result
-            self.stage_label.setText("comparison ready")
-            self._refresh_result_view()
-            return
-        if purpose != "main":
-            self.interp.inverted(purpose, result)
-            return
-        self.results_by_backend[self.backend] = result
-        self._finish_job("Inverted" + (" (HyperStyle)" if self.backend == "hyperstyle" else ""))
-        self._use_result(result)
-
-    def _use_result(self, result) -> None:
-        self.session.inversion = result
-        self.session.generation += 1
-        self.scheduler.reset()
-        self._last_full = None
-        self.slider_panel.set_enabled(True)
-        self.request_render()
 
     def _finish_job(self, text: str) -> None:
         self.cancel_button.setEnabled(False)
         self.stage_label.setText(text)
         self.progress.setValue(100)
 
-    def _progress(self, job: int, stage: str, pct: int) -> None:
-        if self._is_current(job) != "main":
-            self.interp.progress(self.jobs.get(job), stage, pct)
-            return
+    def _progress(self, stage: str, fraction: float) -> None:
         self.stage_label.setText(stage)
-        self.progress.setValue(pct)
+        self.progress.setValue(int(round(100 * fraction)))
+        self.stageChanged.emit(stage, fraction)
 
     def cancel(self) -> None:
-        job = self.current.get("main")
-        if job is not None:
-            self.worker.request_cancel(job)
-            self.current["main"] = -1  # nothing of that job may be shown any more
+        """Stop the photo's alignment or inversion (between stages); nothing of it is shown any more."""
+        self.jobs.cancel("photo")
         self.cancel_button.setEnabled(False)
         self.stage_label.setText("Cancelled")
         self.progress.setValue(0)
 
-    def _cancelled(self, job: int) -> None:
-        pass  # the GUI already moved on when it asked to cancel
-
-    def _failed(self, job: int, message: str) -> None:
-        purpose = self._is_current(job) if job >= 0 else "render"
-        if purpose is None:
-            return
-        if purpose in ("A", "B"):
-            self.interp.failed(purpose, message)
-        elif purpose == "main":
-            self.cancel_button.setEnabled(False)
-            self.stage_label.setText("Failed")
-            self.progress.setValue(0)
-        self.show_error(message)
-
     def reinvert(self) -> None:
         if self.session.aligned_rgb is not None:
-            self.session.inversion = None
-            self.slider_panel.set_enabled(False)
-            self.job += 1
-            self.jobs[self.job] = "main"
-            self.current["main"] = self.job
-            self.cancel_button.setEnabled(True)
-            self.invertRequested.emit(self.job, self._invert_request(self.session.aligned_rgb, self.backend))
+            self.session.set_inversion(None)
+            self._invert(self.session.aligned_rgb)
 
     def _points_edited(self, points: np.ndarray) -> None:
         if self.session.photo_rgb is None:
             return
         self.session.set_points(points)
-        self.slider_panel.set_enabled(False)
-        self._start_align(AlignRequest(None, rgb=self.session.photo_rgb, points5=points))
+        self._align(points5=np.asarray(points))
 
     def _face_clicked(self, index: int) -> None:
         s = self.session
         if 0 <= index < len(s.faces):
-            s.face_index = index
+            s.set_faces(s.faces, index, s.detector, s.detector_message)
             s.set_points(np.asarray(s.faces[index].points5))
-            self.photo_view.set_overlay([f.box for f in s.faces], index, s.points5, s.detector == "haar")
-            self._start_align(AlignRequest(None, rgb=s.photo_rgb, points5=s.points5))
+            self._align(points5=s.points5)
 
     # ------------------------------------------------------------------ sliders and rendering
 
@@ -560,7 +557,7 @@ class MainWindow(QMainWindow):
         else:  # keyboard / click on the groove: one undo step each
             old = self.session.value(name)
             if old != value:
-                self.undo_stack.push(SliderCommand(self, name, old, value))
+                self.undo_stack.push(UndoCommand(SetValue(self.session, name, old, value)))
 
     def _drag_started(self, name: str) -> None:
         self._dragging = name
@@ -570,38 +567,37 @@ class MainWindow(QMainWindow):
         self._dragging = None
         old = self._drag_old.pop(name, self.session.value(name))
         if old != value:
-            self.undo_stack.push(SliderCommand(self, name, old, value))  # redo() renders full resolution
-        else:
-            self.request_render()
+            # The value is set already; the command's redo() re-sets it (no change, no event): render here.
+            self.undo_stack.push(UndoCommand(SetValue(self.session, name, old, value)))
+        self.request_render()
 
     def _reset_one(self, name: str) -> None:
         old = self.session.value(name)
         if old != 0:
-            self.undo_stack.push(SliderCommand(self, name, old, 0.0))
+            self.undo_stack.push(UndoCommand(SetValue(self.session, name, old, 0.0)))
 
     def reset_all(self) -> None:
         if self.session.values:
-            self.undo_stack.push(ResetCommand(self, self.session.values))
+            self.undo_stack.push(UndoCommand(ResetValues(self.session)))
 
-    def apply_value(self, name: str, value: float, render: bool = True) -> None:
-        """Model -> view: set a slider value (from undo/redo or code) and render."""
-        self.session.set_value(name, value)
-        self.slider_panel.show_value(name, value)
-        if render:
-            self.request_render()
+    def apply_value(self, name: str, value: float) -> None:
+        """Set a slider value as one undoable step (the session tells the views)."""
+        old = self.session.value(name)
+        if old != value:
+            self.undo_stack.push(UndoCommand(SetValue(self.session, name, old, value)))
 
     def _render_state(self, preview: bool) -> tuple:
         res = int(self.settings.value("preview_resolution", 256)) if preview else None
-        if res is not None and self.models_info and res >= self.models_info["resolution"]:
+        if res is not None and self.models_info and res >= self.models_info.resolution:
             res = None
-        return ("main", self.session.generation, tuple(sorted(self.session.values.items())), res)
+        return (self.session.generation, tuple(sorted(self.session.values.items())), res)
 
     def request_render(self, preview: bool = False) -> None:
         inv = self.session.inversion
         if inv is None:
             return
         state = self._render_state(preview)
-        if not state[2] and state[3] is None and not self.scheduler.busy:
+        if not state[1] and state[2] is None and not self.scheduler.busy:
             # No edit: the exact inversion, nothing to compute.
             self._show_edit(tensor_to_uint8(inv.image), "inversion (no edits)")
             return
@@ -610,37 +606,47 @@ class MainWindow(QMainWindow):
             self._send_render(start)
 
     def _send_render(self, state: tuple) -> None:
-        inv = self.session.inversion
-        values = dict(state[2])
-        w = apply_edits(inv.w, [(self.directions[n], v) for n, v in values.items() if n in self.directions])
+        result = self.session.inversion
+        edits = [(self.directions[n], v) for n, v in state[1] if n in self.directions]
+        res = state[2]
         self.render_count += 1
-        backend = inv.metadata.get("backend", "hyperinverter")
-        self.renderRequested.emit(RenderRequest(state, w, inv.deltas, preview=state[3], backend=backend))
 
-    def _rendered(self, token: tuple, image, ms: float) -> None:
-        if token[0] != "main":
-            self.interp.rendered(token, image, ms)
-            return
-        if image is not None and token[1] == self.session.generation:
-            if token[3] is None:
-                self._last_full = ((token[1], token[2]), image)
-            label = f"preview {token[3]} px" if token[3] else "edited"
+        def run(engine: Engine, ctx):
+            t = time.perf_counter()
+            img = engine.render(result, edits, resolution=res, kind="preview" if res else "frame")
+            return tensor_to_uint8(img), (time.perf_counter() - t) * 1000
+
+        self.submit("render", run, supersede=False, on_done=lambda out: self._rendered(state, *out),
+                    on_failed=lambda message: self._render_failed(state, message))
+
+    def _rendered(self, state: tuple, image: np.ndarray, ms: float) -> None:
+        if state[0] == self.session.generation:
+            res = state[2]
+            label = f"preview {res} px" if res else "edited"
             self._show_edit(image, f"{label}: {self.session.edit_summary()}")
-            self._last_render_ms = ms
-            self.render_label.setText(f"render {ms:.0f} ms" + (f" (preview {token[3]} px)" if token[3] else ""))
-        nxt = self.scheduler.finished(token)
+            self.render_label.setText(f"render {ms:.0f} ms" + (f" (preview {res} px)" if res else ""))
+        self.rendered.emit(state, ms)
+        self._next_render(state)
+
+    def _render_failed(self, state: tuple, message: str) -> None:
+        self.show_error(f"could not render: {message}")
+        self._next_render(state)
+
+    def _next_render(self, state: tuple) -> None:
+        nxt = self.scheduler.finished(state)
         if nxt is not None:
-            if nxt[1] != self.session.generation:
+            if nxt[0] != self.session.generation:
                 self.scheduler.reset()
                 return
             self._send_render(nxt)
-        elif not token[2] and token[3] is None and self.session.inversion is not None and not self.session.values:
+        elif not self.session.values and state[2] is None and self.session.inversion is not None:
             self._show_edit(tensor_to_uint8(self.session.inversion.image), "inversion (no edits)")
 
     def _show_edit(self, image: np.ndarray, caption: str) -> None:
         self._displayed_edit = image
         self._edit_caption = caption
         self._refresh_result_view()
+        self.frameShown.emit()
 
     def _refresh_result_view(self) -> None:
         s = self.session
@@ -654,7 +660,7 @@ class MainWindow(QMainWindow):
             img = tensor_to_uint8(s.inversion.phase1) if s.inversion is not None else None
             self.result_view.set_image(img, "Phase I: G(w; θ)")
         elif self._displayed_edit is not None and s.inversion is not None:
-            self.result_view.set_image(self._displayed_edit, getattr(self, "_edit_caption", ""))
+            self.result_view.set_image(self._displayed_edit, self._edit_caption)
             if mode.startswith("Split"):
                 self.result_view.set_split(s.aligned_rgb)
         elif s.aligned_rgb is not None and s.inversion is None:
@@ -666,20 +672,29 @@ class MainWindow(QMainWindow):
             both = np.concatenate([tensor_to_uint8(hi.image), tensor_to_uint8(hs.image)], axis=1)
             self.result_view.set_image(both, "reconstructions: HyperInverter (left) | HyperStyle (right)")
             return
-        if not (self.models_info or {}).get("hyperstyle"):
+        if not (self.models_info and self.models_info.hyperstyle):
             self.result_view.set_image(None)
             self.result_view.placeholder = "HyperStyle is not loaded: see `hyperinverter weights list`"
             self.result_view.update()
             return
-        if self.session.aligned_rgb is None:
+        aligned = self.session.aligned_rgb
+        if aligned is None:
             return
         missing = "hyperstyle" if hi is not None else "hyperinverter"
-        if self.current.get("compare") is None or self._is_current(self.current["compare"]) is None:
-            self.job += 1
-            self.jobs[self.job] = "compare"
-            self.current["compare"] = self.job
-            self.invertRequested.emit(self.job, self._invert_request(self.session.aligned_rgb, missing))
-        self.result_view.set_image(self.session.aligned_rgb, f"computing the {missing} reconstruction…")
+        if not self.jobs.busy("compare"):
+            iterations = self.iterations_box.value()
+
+            def run(engine: Engine, ctx):
+                return engine.invert(aligned, missing, iterations=iterations, cancel=ctx.token)[0]
+
+            def done(result) -> None:
+                self.results_by_backend[result.metadata.get("backend", "hyperinverter")] = result
+                self.stage_label.setText("comparison ready")
+                self._refresh_result_view()
+
+            self.submit("compare", run, on_done=done, on_failed=self.show_error,
+                        on_progress=lambda stage, f: self.stage_label.setText(f"comparison: {stage}"))
+        self.result_view.set_image(aligned, f"computing the {missing} reconstruction…")
 
     def keyPressEvent(self, ev) -> None:  # noqa: N802
         if ev.key() == Qt.Key_Space and not ev.isAutoRepeat():
@@ -697,27 +712,6 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ export and sessions
 
-    def edited_image(self) -> np.ndarray:
-        """The full-resolution edited face (computed now if the display shows a preview)."""
-        import torch
-
-        inv = self.session.inversion
-        if inv is None:
-            raise HyperInverterError("nothing to export yet: open and invert a photo first")
-        if not self.session.values:
-            return tensor_to_uint8(inv.image)
-        key = (self.session.generation, tuple(sorted(self.session.values.items())))
-        if self._last_full is not None and self._last_full[0] == key and self.worker.frame_precision == "float32":
-            return self._last_full[1]  # already rendered at full resolution (exports are always float32)
-        w = apply_edits(inv.w, self.session.edits(self.directions))
-        with torch.no_grad():
-            g = self.worker.generator
-            if inv.metadata.get("backend") == "hyperstyle" and self.worker.hs_model is not None:
-                g = self.worker.hs_model.generator
-            img = g.synthesis(w.unsqueeze(0).to(self.worker.device),
-                              {k: v.unsqueeze(0).to(self.worker.device) for k, v in inv.deltas.items()})[0]
-        return tensor_to_uint8(img)
-
     def export_metadata(self) -> dict[str, str]:
         return {
             "Software": f"HyperInverter Studio {__version__}",
@@ -729,27 +723,31 @@ class MainWindow(QMainWindow):
                         if self.session.inversion is not None else ""),
         }
 
-    def export_to(self, path: Path, mode: str = "aligned", overwrite: bool = False) -> Path:
-        """Write the edited face ("aligned") or the photo with the edited face pasted back ("photo")."""
-        from ..media import write_png
+    def export_to(self, path: Path, mode: str = "aligned", overwrite: bool = False) -> Job:
+        """Start writing the edited face ("aligned") or the photo with it pasted back ("photo").
 
+        The frame is rendered (float32, full resolution) and written on the engine thread, with
+        progress; ``exported`` is emitted with the path when the file is complete.
+        """
+        s = self.session
+        if s.inversion is None:
+            raise HyperInverterError("nothing to export yet: open and invert a photo first")
         path = Path(path)
         if path.exists() and not overwrite:
             raise HyperInverterError(f"{path} exists; choose another name or confirm replacing it")
-        edited = self.edited_image()
-        if mode == "photo":
-            from ..alignment import load_photo, paste_back, save_photo
+        if mode == "photo" and (s.transform is None or s.photo_rgb is None):
+            raise HyperInverterError("the original photo is not available for paste-back")
+        req = EditExport(s.inversion, s.edits(self.directions), path, mode, self.export_metadata(), s.photo_rgb,
+                         s.transform, s.photo_path, overwrite=True)
 
-            s = self.session
-            if s.transform is None or s.photo_rgb is None:
-                raise HyperInverterError("the original photo is not available for paste-back")
-            pasted = paste_back(s.photo_rgb, edited, s.transform)
-            like = load_photo(s.photo_path) if s.photo_path and s.photo_path.exists() else None
-            if path.suffix.lower() == ".png":
-                return write_png(path, pasted, self.export_metadata(), like.icc_profile if like else None,
-                                 overwrite=True)
-            return save_photo(path, pasted, like)
-        return write_png(path, edited, self.export_metadata(), overwrite=True)
+        def done(written: Path) -> None:
+            self.statusBar().showMessage(f"exported {written}", 6000)
+            self.stage_label.setText(f"exported {written.name}")
+            self.exported.emit(written)
+
+        self.stage_label.setText("exporting…")
+        return self.submit("export", lambda engine, ctx: export_edit(engine, req, ctx.progress), on_done=done,
+                           on_failed=self.show_error, on_progress=self._progress)
 
     def export_dialog(self, mode: str) -> None:
         if self.session.inversion is None:
@@ -762,8 +760,7 @@ class MainWindow(QMainWindow):
             return
         try:
             # The save dialog has already asked before replacing an existing file.
-            out = self.export_to(Path(path), mode, overwrite=True)
-            self.statusBar().showMessage(f"exported {out}", 6000)
+            self.export_to(Path(path), mode, overwrite=True)
         except HyperInverterError as e:
             self.show_error(str(e))
 
@@ -792,21 +789,19 @@ class MainWindow(QMainWindow):
         except HyperInverterError as e:
             self.show_error(str(e))
             return
-        for purpose, job in list(self.current.items()):
-            if purpose == "main":
-                self.worker.request_cancel(job)
-                self.current["main"] = -1
+        self.jobs.cancel("photo")
+        self.jobs.cancel("compare")
+        self._unbind_session(self.session)
         s.generation = self.session.generation + 1
         self.session = s
+        self._bind_session(s)
         self.undo_stack.clear()
         self.scheduler.reset()
-        self.photo_view.set_image(s.photo_rgb)
-        self.photo_view.set_overlay([], 0, s.points5, False)
-        for name in self.slider_panel.sliders:
-            self.slider_panel.show_value(name, s.value(name))
-        self.slider_panel.set_enabled(True)
+        self.results_by_backend = {}
+        self._displayed_edit = None
         self.stage_label.setText(f"session {path.name}")
-        self.request_render()
+        self._on_photo()
+        self._on_inversion()
 
     # ------------------------------------------------------------------ misc
 
@@ -837,11 +832,11 @@ class MainWindow(QMainWindow):
         self.recent_menu.setEnabled(bool(recent))
 
     def preferences(self) -> None:
-        from .preferences import PreferencesDialog
+        from hyperinverter_gui._qt.preferences import PreferencesDialog
 
         dlg = PreferencesDialog(self.settings, self)
         if dlg.exec():
-            from .app import apply_theme
+            from hyperinverter_gui._qt.app import apply_theme
 
             apply_theme(str(self.settings.value("theme", "dark")))
             if dlg.device_changed and self.models_panel.chosen:
@@ -861,4 +856,4 @@ def confirm(parent: QWidget, title: str, text: str) -> bool:
     return QMessageBox.question(parent, title, text) == QMessageBox.Yes
 
 
-__all__ = ["MainWindow", "QCheckBox", "QTimer"]
+__all__ = ["MainWindow"]

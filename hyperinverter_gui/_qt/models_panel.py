@@ -8,8 +8,16 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from ..errors import HyperInverterError
-from ..weights import ROLE_TITLES, describe_found, discover, download_dir, load_manifest, select, weights_dirs
+from hyperinverter_gui.catalog.discovery import (
+    ROLE_TITLES,
+    describe_found,
+    discover,
+    download_dir,
+    load_manifest,
+    select,
+    weights_dirs,
+)
+from hyperinverter_gui.errors import HyperInverterError
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +28,7 @@ class _Downloader(QObject):
 
     @Slot(object)
     def run(self, entries) -> None:
-        from ..download import download, record_checksum, recorded_checksums
+        from hyperinverter_gui.catalog.download import download, record_checksum, recorded_checksums
 
         for e in entries:
             try:

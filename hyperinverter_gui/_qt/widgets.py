@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..alignment import POINT_NAMES
+from hyperinverter_gui.alignment import POINT_NAMES
 
 
 def to_qimage(rgb: np.ndarray) -> QImage:

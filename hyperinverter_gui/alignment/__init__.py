@@ -12,7 +12,7 @@ Typical use::
 No Qt here; everything works headless.
 """
 
-from .detect import (
+from hyperinverter_gui.alignment.detect import (
     DetectionResult,
     Face,
     clear_detector_cache,
@@ -22,7 +22,7 @@ from .detect import (
     fan_weights_present,
     manual_result,
 )
-from .errors import (
+from hyperinverter_gui.alignment.errors import (
     AlignmentError,
     DetectorUnavailableError,
     FaceIndexError,
@@ -30,7 +30,7 @@ from .errors import (
     NoFaceError,
     TransformFileError,
 )
-from .geometry import (
+from hyperinverter_gui.alignment.geometry import (
     POINT_NAMES,
     AlignTransform,
     as_points5,
@@ -38,8 +38,8 @@ from .geometry import (
     ffhq_quad,
     points5_from_68,
 )
-from .photo import Photo, as_rgb_uint8, load_photo, save_photo
-from .warp import AlignedFace, align_face, aligned_mask, paste_back, paste_mask
+from hyperinverter_gui.alignment.photo import Photo, as_rgb_uint8, load_photo, save_photo
+from hyperinverter_gui.alignment.warp import AlignedFace, align_face, aligned_mask, paste_back, paste_mask
 
 __all__ = [
     "AlignTransform",

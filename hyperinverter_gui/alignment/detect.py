@@ -22,9 +22,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import MANUAL_HINT, DetectorUnavailableError, FaceIndexError, NoFaceError
-from .geometry import as_points5, points5_from_68
-from .photo import as_rgb_uint8
+from hyperinverter_gui.alignment.errors import MANUAL_HINT, DetectorUnavailableError, FaceIndexError, NoFaceError
+from hyperinverter_gui.alignment.geometry import as_points5, points5_from_68
+from hyperinverter_gui.alignment.photo import as_rgb_uint8
 
 #: long side of the copy the S3FD face detector looks at (it is slow on a CPU: ~3 s at 640 px on 2 cores)
 FAN_DETECT_MAX_SIDE = {"cuda": 1600, "cpu": 640}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import HyperInverterError
+from hyperinverter_gui.errors import HyperInverterError
 
 MANUAL_HINT = (
     "give the landmarks by hand instead: --landmarks x1,y1,...,x5,y5 "

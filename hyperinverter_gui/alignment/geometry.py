@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import LandmarkError, TransformFileError
+from hyperinverter_gui.alignment.errors import LandmarkError, TransformFileError
 
 # --- Constants of the FFHQ recipe ------------------------------------------------------------
 #: half-width of the square is the larger of these multiples of the eye distance ...
@@ -290,7 +290,7 @@ class AlignTransform:
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON atomically."""
-        from ..imageio import atomic_write
+        from hyperinverter_gui.media.atomic import atomic_write
 
         text = self.to_json()
 

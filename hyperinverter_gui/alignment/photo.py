@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import HyperInverterError, ImageFileError
-from ..imageio import atomic_write
+from hyperinverter_gui.errors import HyperInverterError, ImageFileError
+from hyperinverter_gui.media.atomic import atomic_write
 
 #: file suffixes we can write, and the PIL format for each
 SAVE_FORMATS = {

@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import HyperInverterError
-from .errors import LandmarkError, TransformFileError
-from .geometry import (
+from hyperinverter_gui.alignment.errors import LandmarkError, TransformFileError
+from hyperinverter_gui.alignment.geometry import (
     BORDER_FRACTION,
     MIN_BORDER,
     PAD_BLUR_FRACTION,
@@ -29,7 +28,8 @@ from .geometry import (
     as_points5,
     ffhq_quad,
 )
-from .photo import as_rgb_uint8
+from hyperinverter_gui.alignment.photo import as_rgb_uint8
+from hyperinverter_gui.errors import HyperInverterError
 
 MAX_OUTPUT_SIZE = 8192
 
@@ -58,7 +58,7 @@ def _face_points(face_or_points: Any) -> tuple[np.ndarray, str, bool]:
     faces = getattr(face_or_points, "faces", None)
     if faces is not None:  # a DetectionResult: take the largest face
         if not faces:
-            from .detect import no_face_error
+            from hyperinverter_gui.alignment.detect import no_face_error
 
             raise no_face_error(face_or_points)
         face_or_points = faces[0]

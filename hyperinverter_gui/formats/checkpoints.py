@@ -9,8 +9,8 @@ from typing import Any, Mapping
 
 import torch
 
-from ..errors import ModelFileError, UnsafeModelFileError
-from . import sniff
+from hyperinverter_gui.errors import ModelFileError, UnsafeModelFileError
+from hyperinverter_gui.formats import sniff
 
 
 def load_torch_file(path: str | Path) -> Any:

@@ -22,9 +22,9 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import ModelFileError, UnsafeModelFileError
-from . import sniff
-from .safe_pickle import AllowListUnpickler, common_globals
+from hyperinverter_gui.errors import ModelFileError, UnsafeModelFileError
+from hyperinverter_gui.formats import sniff
+from hyperinverter_gui.formats.safe_pickle import AllowListUnpickler, common_globals
 
 
 @dataclass

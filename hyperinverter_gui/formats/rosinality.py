@@ -46,10 +46,10 @@ from typing import Any, Mapping
 
 import torch
 
-from ..errors import ModelFileError
-from ..models import ops
-from ..models.stylegan2 import GeneratorConfig, MappingNetwork
-from . import checkpoints
+from hyperinverter_gui.errors import ModelFileError
+from hyperinverter_gui.formats import checkpoints
+from hyperinverter_gui.networks import ops
+from hyperinverter_gui.networks.stylegan2 import GeneratorConfig, MappingNetwork
 
 DEFAULT_LR_MLP = 0.01  # rosinality Generator(lr_mlp=0.01); not stored in the files
 MEAN_LATENT_SAMPLES = 4096

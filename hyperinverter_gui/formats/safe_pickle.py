@@ -20,7 +20,7 @@ try:  # numpy >= 2
 except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core import multiarray as _multiarray
 
-from ..errors import UnsafeModelFileError
+from hyperinverter_gui.errors import UnsafeModelFileError
 
 
 class EasyDict(dict):

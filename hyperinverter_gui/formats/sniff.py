@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ModelFileError
+from hyperinverter_gui.errors import ModelFileError
 
 # torch.save's legacy (non-zip) format starts with this pickled magic number.
 _LEGACY_TORCH_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")

@@ -44,10 +44,10 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from ..errors import ModelFileError, UnsafeModelFileError
-from ..models.stylegan2 import GeneratorConfig
-from . import sniff
-from .safe_pickle import AllowListUnpickler, common_globals
+from hyperinverter_gui.errors import ModelFileError, UnsafeModelFileError
+from hyperinverter_gui.formats import sniff
+from hyperinverter_gui.formats.safe_pickle import AllowListUnpickler, common_globals
+from hyperinverter_gui.networks.stylegan2 import GeneratorConfig
 
 TF_NETWORK_MODULE = "dnnlib.tflib.network"
 

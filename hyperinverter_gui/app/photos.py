@@ -1,0 +1,81 @@
+"""Opening and aligning photos for inversion: one path for the editor and the command line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hyperinverter_gui.engine.cancel import CancelToken
+
+
+@dataclass
+class AlignOutcome:
+    """What opening/aligning a photo found. ``aligned`` is None when no face was found."""
+
+    rgb: np.ndarray | None = None  # the decoded photo, when it was opened from a file
+    faces: list[Any] = field(default_factory=list)  # alignment.Face, largest first (None: not detected now)
+    detected: bool = False
+    detector: str = ""
+    message: str | None = None  # about the detector (e.g. approximate landmarks)
+    face_index: int = 0
+    points5: np.ndarray | None = None
+    aligned: np.ndarray | None = None  # uint8 crop at the generator's resolution
+    transform: Any = None  # alignment.AlignTransform, for paste-back
+    no_face: str | None = None  # why no face could be used
+
+
+def default_points(width: int, height: int) -> np.ndarray:
+    """Five points of a typical frontal face in the middle of a photo, for placing by hand."""
+    s = 0.18 * min(width, height)
+    cx, cy = width / 2, height / 2
+    return np.array([(cx - s, cy - 0.3 * s), (cx + s, cy - 0.3 * s), (cx, cy + 0.35 * s),
+                     (cx - 0.75 * s, cy + s), (cx + 0.75 * s, cy + s)], dtype=np.float64)
+
+
+def align_photo(
+    resolution: int,
+    *,
+    path: Path | None = None,
+    rgb: np.ndarray | None = None,
+    points5: np.ndarray | None = None,
+    face_index: int = 0,
+    token: CancelToken | None = None,
+    progress: Callable[[str, float], None] | None = None,
+) -> AlignOutcome:
+    """Open ``path`` (or take ``rgb``), find the faces (unless ``points5`` are given), align one.
+
+    With no face found the outcome carries the photo and ``no_face`` (the user can place the
+    points by hand); a ``face_index`` beyond the faces found raises the alignment's error.
+    """
+    from hyperinverter_gui.alignment import align_face, detect_faces, face_from_points, load_photo
+    from hyperinverter_gui.alignment.detect import no_face_error
+
+    token = token or CancelToken()
+    step = progress or (lambda stage, fraction: None)
+    out = AlignOutcome()
+    if path is not None:
+        step("Opening photo", 0.02)
+        rgb = out.rgb = load_photo(path).rgb
+    if rgb is None:
+        raise ValueError("align_photo needs a path or an image")
+    token.raise_if_cancelled()
+    if points5 is None:
+        step("Finding the face", 0.05)
+        found = detect_faces(rgb)
+        out.detected, out.faces, out.detector, out.message = True, list(found.faces), found.detector, found.message
+        if not found.faces:
+            out.no_face = str(no_face_error(found))
+            return out
+        face = found.face(face_index)
+        out.face_index = face_index
+    else:
+        face = face_from_points(points5, (rgb.shape[1], rgb.shape[0]))
+    token.raise_if_cancelled()
+    step("Aligning", 0.10)
+    aligned = align_face(rgb, face, output_size=resolution)
+    out.aligned, out.transform, out.points5 = aligned.image, aligned.transform, np.asarray(face.points5)
+    return out

@@ -1,0 +1,384 @@
+"""Where model files live, what each file is, and which one serves each role.
+
+Files are found in a checkout's ``weights/`` drop folder and in the per-user
+weights folder (``host.paths``), and identified by their *content* (any file
+name works); the manifest (``catalog/models.toml``, package data) names the
+files the authors publish and where to download them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+from hyperinverter_gui.errors import HyperInverterError, ModelFileError
+from hyperinverter_gui.formats import checkpoints, sniff
+from hyperinverter_gui.host.paths import cache_dir, checkout_weights_dir, user_weights_dir
+
+ROLES = ("generator", "inverter", "w_encoder", "landmarks", "hyperstyle", "hyperstyle_w_encoder")
+ROLE_TITLES = {
+    "generator": "StyleGAN2 generator",
+    "inverter": "HyperInverter checkpoint",
+    "w_encoder": "W encoder (optional)",
+    "landmarks": "face landmarks (face-alignment)",
+    "hyperstyle": "HyperStyle checkpoint (optional backend)",
+    "hyperstyle_w_encoder": "HyperStyle W encoder (optional backend)",
+}
+OPTIONAL_ROLES = ("w_encoder", "hyperstyle", "hyperstyle_w_encoder")
+# Domain of a generator / checkpoint by image resolution.
+DOMAIN_BY_RESOLUTION = {1024: "ffhq", 256: "church"}
+MODEL_SUFFIXES = {".pkl", ".pt", ".pth", ".tar", ".ckpt"}
+
+
+def torch_hub_checkpoints_dir() -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def weights_dirs() -> list[Path]:
+    """Folders searched for model files, in priority order."""
+    drop = checkout_weights_dir()
+    return ([drop] if drop is not None else []) + [user_weights_dir()]
+
+
+def is_writable_dir(path: Path) -> bool:
+    """True if files can really be created in ``path`` (creating it if needed)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
+def download_dir(entry: "ModelEntry | None" = None) -> Path:
+    """Where a download goes: torch hub for face-alignment files, else the first writable weights folder."""
+    if entry is not None and entry.install == "torch_hub":
+        return torch_hub_checkpoints_dir()
+    for d in weights_dirs():
+        if is_writable_dir(d):
+            return d
+    raise HyperInverterError(
+        "no writable weights folder: " + ", ".join(str(d) for d in weights_dirs())
+        + " (set HYPERINVERTER_USER_WEIGHTS to a writable folder)"
+    )
+
+
+# ----------------------------------------------------------------------------
+# Manifest
+
+
+@dataclass
+class ModelEntry:
+    """A model the authors publish: file name, upstream URL and role."""
+
+    name: str
+    role: str
+    file: str
+    url: str
+    format: str = ""
+    domain: str = ""
+    description: str = ""
+    default: bool = False
+    install: str = "weights"
+    size: int | None = None
+    sha256: str = ""
+
+
+def manifest_path() -> Traversable:
+    """The manifest of published models, shipped inside the package (works from a wheel too)."""
+    return resources.files("hyperinverter_gui.catalog") / "models.toml"
+
+
+def load_manifest(path: Path | Traversable | None = None) -> list[ModelEntry]:
+    path = path or manifest_path()
+    if not path.is_file():
+        return []
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise HyperInverterError(f"{path}: not valid TOML ({e})") from None
+    entries = []
+    for d in data.get("model", []):
+        try:
+            entries.append(ModelEntry(**{k: v for k, v in d.items() if k in ModelEntry.__dataclass_fields__}))
+        except TypeError as e:
+            raise HyperInverterError(f"{path}: bad model entry {d.get('name', '?')}: {e}") from None
+    return entries
+
+
+def find_entry(name: str, entries: list[ModelEntry] | None = None) -> ModelEntry:
+    entries = load_manifest() if entries is None else entries
+    for e in entries:
+        if e.name == name or e.file == name:
+            return e
+    raise HyperInverterError(
+        f"unknown model '{name}'; known: {', '.join(e.name for e in entries)}"
+    )
+
+
+# ----------------------------------------------------------------------------
+# Identification by content
+
+
+@dataclass
+class FoundModel:
+    """A model file on disk and what it is."""
+
+    path: Path
+    role: str  # one of ROLES
+    kind: str  # stylegan2-ada-pickle, stylegan2-tf-pickle, hyperinverter, w_encoder, rosinality, face-alignment
+    domain: str = ""  # ffhq / church / "" when unknown
+    details: dict[str, Any] = field(default_factory=dict)
+    entry: ModelEntry | None = None
+
+    @property
+    def resolution(self) -> int | None:
+        return self.details.get("resolution")
+
+
+def identify(path: Path, entries: list[ModelEntry] | None = None) -> FoundModel | None:
+    """What a file is, from its content; None when it is not a model this app uses.
+
+    Cheap: pickles are recognised from their first bytes, ``.pt`` archives by
+    reading only their key/shape index (tensors are memory-mapped, not read).
+    Raises ModelFileError for damaged files so callers can report them.
+    """
+    entries = load_manifest() if entries is None else entries
+    entry = next((e for e in entries if e.file == path.name), None)
+    if entry is not None and entry.role == "landmarks":
+        return FoundModel(path, "landmarks", "face-alignment", entry=entry)
+    kind = sniff.sniff_file(path)
+    if kind == "pickle":
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+        if b"torch_utils.persistence" in head:
+            from hyperinverter_gui.formats.nvidia_pickle import peek_generator_kwargs
+
+            kwargs = peek_generator_kwargs(path)
+            res = int(kwargs.get("img_resolution", 0)) or None
+            found = FoundModel(path, "generator", "stylegan2-ada-pickle", DOMAIN_BY_RESOLUTION.get(res or 0, ""),
+                               {"resolution": res}, entry)
+            return found
+        elif b"dnnlib.tflib" in head:
+            found = FoundModel(path, "generator", "stylegan2-tf-pickle", entry=entry)
+        else:
+            raise ModelFileError(f"{path.name} is a Python pickle but not a StyleGAN2 network")
+        found.domain = entry.domain if entry else ""
+        return found
+    if kind in ("zip", "torch-legacy"):
+        obj = checkpoints.load_torch_file(path)
+        what = checkpoints.describe_checkpoint(obj)
+        if what == "hyperinverter":
+            sd = checkpoints.state_dict_of(obj)
+            n_styles = len({k.split(".")[2] for k in sd if k.startswith("w_bar_encoder.styles.")})
+            res = 2 ** ((n_styles + 2) // 2)
+            w1 = next((v for k, v in sd.items() if k.startswith("hypernet.") and k.endswith(".w1")), None)
+            details = {"resolution": res, "hidden_dim": int(w1.shape[0]) if w1 is not None else None,
+                       "layers": sum(1 for k in sd if k.startswith("hypernet.") and k.endswith(".w1"))}
+            return FoundModel(path, "inverter", "hyperinverter", DOMAIN_BY_RESOLUTION.get(res, ""), details, entry)
+        if what == "w_encoder":
+            return FoundModel(path, "w_encoder", "w_encoder", entry.domain if entry else "", {}, entry)
+        if what == "rosinality_generator":
+            return FoundModel(path, "generator", "rosinality", entry.domain if entry else "", {}, entry)
+        if what == "hyperstyle":
+            return FoundModel(path, "hyperstyle", "hyperstyle", entry.domain if entry else "", {}, entry)
+        if what == "e4e":
+            # HyperStyle's faces_w_encoder.pt: a pSp W encoder saved with its decoder.
+            sd = checkpoints.state_dict_of(obj)
+            if any(k.startswith("encoder.styles.") for k in sd):
+                return None  # an e4e/pSp per-style encoder: not used by this app
+            return FoundModel(path, "hyperstyle_w_encoder", "w_encoder+decoder", entry.domain if entry else "", {},
+                              entry)
+        raise ModelFileError(f"{path.name} is {checkpoints.KIND_NAMES[what]}, not a model this app uses")
+    raise ModelFileError(f"{path.name} is not a model file (unrecognised contents)")
+
+
+@dataclass
+class Discovery:
+    found: list[FoundModel] = field(default_factory=list)
+    problems: list[tuple[Path, str]] = field(default_factory=list)  # damaged or unreadable files
+
+    def by_role(self, role: str) -> list[FoundModel]:
+        return [f for f in self.found if f.role == role]
+
+
+IDENTIFIED_VERSION = 1
+
+
+def _identified_path() -> Path | None:
+    """The memo of identified files (``identified.json`` in the cache folder); None when the cache is off."""
+    if os.environ.get("HYPERINVERTER_CACHE", "").lower() in ("off", "0", "none"):
+        return None
+    return cache_dir() / "identified.json"
+
+
+def _read_identified(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        memo = json.loads(path.read_text(encoding="utf-8"))
+        return memo.get("files", {}) if memo.get("version") == IDENTIFIED_VERSION else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _write_identified(path: Path | None, files: dict[str, Any]) -> None:
+    if path is None:
+        return
+    from hyperinverter_gui.media.atomic import atomic_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"version": IDENTIFIED_VERSION, "files": files}, indent=1)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), ".json")
+    except OSError:
+        pass  # an unwritable cache only costs speed
+
+
+def _identify_memoized(p: Path, entries: list[ModelEntry], memo: dict[str, Any]) -> FoundModel | None:
+    """``identify`` through the memo: a file whose size and mtime are unchanged is not read again.
+
+    Identifying reads a checkpoint's whole key index and a pickle's structure (about a second
+    for the FFHQ files, on every start of the editor); the memo makes it a ``stat``.
+    """
+    st = p.stat()
+    key = str(p.resolve())
+    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+    hit = memo.get(key)
+    if not (isinstance(hit, dict) and hit.get("stamp") == stamp):
+        try:
+            f = identify(p, entries)
+            hit = {"stamp": stamp, "found": None if f is None else
+                   {"role": f.role, "kind": f.kind, "domain": f.domain, "details": f.details}}
+        except ModelFileError as e:
+            hit = {"stamp": stamp, "problem": str(e)}
+        memo[key] = hit
+    if "problem" in hit:
+        raise ModelFileError(hit["problem"])
+    found = hit.get("found")
+    if found is None:
+        return None
+    entry = next((e for e in entries if e.file == p.name), None)
+    return FoundModel(p, found["role"], found["kind"], found["domain"], dict(found["details"]), entry)
+
+
+def discover(dirs: list[Path] | None = None, entries: list[ModelEntry] | None = None) -> Discovery:
+    """Identify every model file in the weights folders (and face-alignment's files in torch hub)."""
+    entries = load_manifest() if entries is None else entries
+    out = Discovery()
+    memo_path = _identified_path()
+    memo = _read_identified(memo_path)
+    before = json.dumps(memo, sort_keys=True)
+    seen: set[Path] = set()
+    search = list(dirs) if dirs is not None else weights_dirs()
+    for d in search:
+        if not d.is_dir():
+            continue
+        for p in sorted(d.iterdir()):
+            if not p.is_file() or p.name.startswith(".") or p.suffix.lower() not in MODEL_SUFFIXES:
+                continue
+            rp = p.resolve()
+            if rp in seen:
+                continue
+            seen.add(rp)
+            try:
+                f = _identify_memoized(p, entries, memo)
+            except (ModelFileError, OSError) as e:
+                out.problems.append((p, str(e)))
+                continue
+            if f is not None:
+                out.found.append(f)
+    if json.dumps(memo, sort_keys=True) != before:
+        _write_identified(memo_path, memo)
+    if dirs is None:
+        hub = torch_hub_checkpoints_dir()
+        for e in entries:
+            if e.role == "landmarks" and (hub / e.file).is_file():
+                out.found.append(FoundModel(hub / e.file, "landmarks", "face-alignment", entry=e))
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Choosing a file per role
+
+
+@dataclass
+class Selection:
+    """Which file serves each role, why, and what is missing."""
+
+    chosen: dict[str, FoundModel] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    alternatives: dict[str, list[FoundModel]] = field(default_factory=dict)
+    missing: dict[str, list[ModelEntry]] = field(default_factory=dict)
+
+
+def _rank(f: FoundModel) -> tuple:
+    # Manifest default first, then any manifest file, then the newest file.
+    is_default = bool(f.entry and f.entry.default)
+    mtime = f.path.stat().st_mtime if f.path.exists() else 0
+    return (not is_default, f.entry is None, -mtime, f.path.name)
+
+
+def select(
+    discovery: Discovery,
+    overrides: dict[str, Path | None] | None = None,
+    entries: list[ModelEntry] | None = None,
+) -> Selection:
+    """Pick one file per role.
+
+    Rule: an explicit path (flag or setting) wins; otherwise the inverter is the
+    manifest's default among those present, else the newest; the generator is
+    one whose domain/resolution matches the inverter when that is known, ranked
+    the same way. Every other candidate is listed as an alternative.
+    """
+    entries = load_manifest() if entries is None else entries
+    overrides = overrides or {}
+    sel = Selection()
+    for role in ("inverter", "generator", "w_encoder", "landmarks", "hyperstyle", "hyperstyle_w_encoder"):
+        explicit = overrides.get(role)
+        candidates = sorted(discovery.by_role(role), key=_rank)
+        if explicit is not None:
+            explicit = Path(explicit)
+            f = next((c for c in candidates if c.path.resolve() == explicit.resolve()), None)
+            sel.chosen[role] = f or FoundModel(explicit, role, "explicit")
+            sel.reasons[role] = "given explicitly"
+        elif candidates:
+            pick = candidates[0]
+            reason = "manifest default" if pick.entry and pick.entry.default else (
+                "only candidate" if len(candidates) == 1 else "newest file")
+            inv = sel.chosen.get("inverter")
+            if role == "generator" and inv is not None and (inv.domain or inv.resolution):
+                matching = [c for c in candidates if (c.resolution and c.resolution == inv.resolution) or
+                            (not c.resolution and c.domain and c.domain == inv.domain)]
+                if matching:
+                    pick, reason = matching[0], f"matches the {inv.domain or inv.resolution} inverter"
+            sel.chosen[role] = pick
+            sel.reasons[role] = reason
+        if role in sel.chosen:
+            sel.alternatives[role] = [c for c in candidates if c.path != sel.chosen[role].path]
+        else:
+            sel.missing[role] = [e for e in entries if e.role == role]
+    return sel
+
+
+def describe_found(f: FoundModel) -> str:
+    bits = [f.kind]
+    if f.domain:
+        bits.append(f.domain)
+    if f.resolution:
+        bits.append(f"{f.resolution} px")
+    if f.details.get("hidden_dim"):
+        bits.append(f"D={f.details['hidden_dim']}")
+    if f.entry is not None:
+        bits.append(f"= {f.entry.name}")
+    return ", ".join(bits)
