@@ -190,7 +190,8 @@ def test_export_writes_metadata_and_never_overwrites(qtbot, window, photos_on_di
     # Sessions: save, reopen, same sliders without re-inverting.
     sess = tmp_path / "a.hisession"
     win.session.save(sess)
-    win.open_session(sess)
+    with qtbot.waitSignal(win.sessionOpened, timeout=LONG):
+        win.open_session(sess)
     assert win.session.value("age") == 1.0 and win.slider_panel.sliders["age"].value() == 100
 
 

@@ -117,10 +117,9 @@ class InterpolationPanel(QWidget):
         if path.suffix in (SESSION_SUFFIX, ".safetensors"):
             from hyperinverter_gui.inversion.result import load_inversion
 
-            try:
-                self.inverted(which, load_inversion(path))
-            except HyperInverterError as e:
-                self.failed(which, str(e))
+            self.status[which].setText("reading…")
+            self.window.submit(which, lambda engine, ctx: load_inversion(path),
+                               on_done=lambda r: self.inverted(which, r), on_failed=lambda m: self.failed(which, m))
             return
         self.status[which].setText("aligning…")
         backend = self.window.backend

@@ -76,6 +76,7 @@ def _engine_resolution(engine: Engine) -> int:
 class MainWindow(QMainWindow):
     # Announcements, for anything that wants to wait on the window (tests, scripts).
     modelsLoaded = Signal(object)  # EngineInfo
+    sessionOpened = Signal(object)  # Path of a .hisession now shown
     inverted = Signal(object)  # InversionResult of the photo being edited
     frameShown = Signal()  # a rendered frame reached the result view
     exported = Signal(object)  # Path written
@@ -783,12 +784,14 @@ class MainWindow(QMainWindow):
         if path:
             self.open_session(Path(path))
 
-    def open_session(self, path: Path) -> None:
-        try:
-            s = EditSession.load(path)
-        except HyperInverterError as e:
-            self.show_error(str(e))
-            return
+    def open_session(self, path: Path) -> Job:
+        """Read a saved session on the engine thread (a large file, maybe on a slow disk), then show it."""
+        path = Path(path)
+        self.stage_label.setText(f"opening {path.name}…")
+        return self.submit("photo", lambda engine, ctx: EditSession.load(path),
+                           on_done=lambda s: self._use_session(s, path), on_failed=self.show_error)
+
+    def _use_session(self, s: EditSession, path: Path) -> None:
         self.jobs.cancel("photo")
         self.jobs.cancel("compare")
         self._unbind_session(self.session)
@@ -802,6 +805,7 @@ class MainWindow(QMainWindow):
         self.stage_label.setText(f"session {path.name}")
         self._on_photo()
         self._on_inversion()
+        self.sessionOpened.emit(path)
 
     # ------------------------------------------------------------------ misc
 
