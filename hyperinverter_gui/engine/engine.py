@@ -150,6 +150,11 @@ class Engine:
         release_weights: bool = True,
         on_notice: Callable[[str], None] | None = None,
     ):
+        from hyperinverter_gui.host.allocator import keep_freed_memory
+
+        # Before any frame: freed activations stay in the process, so frames and inversions reuse
+        # them instead of page-faulting fresh memory each time (idempotent; host/allocator.py).
+        keep_freed_memory()
         if cache is _DEFAULT_CACHE:
             from hyperinverter_gui.host.paths import model_cache_dir
 
