@@ -3,7 +3,9 @@
 No test touches the network or needs face-alignment's weights: an autouse fixture
 points torch hub at an empty folder and makes every socket connection fail, so
 face-alignment really tries to fetch its weights, really gets a URLError, and the
-code under test really falls back to OpenCV's Haar cascades.
+code under test really falls back. With dlib installed (the ``landmarks`` extra) "auto"
+goes to dlib first; the tests of the Haar fallback hide dlib as if it were not installed
+(tests/test_alignment_dlib.py tests dlib itself).
 """
 
 from __future__ import annotations
@@ -39,6 +41,18 @@ from hyperinverter_gui.alignment import (  # noqa: E402
 from hyperinverter_gui.alignment.detect import faces_from_fan_output  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("offline")
+
+
+@pytest.fixture()
+def no_dlib(monkeypatch):
+    """As if the landmarks extra (dlib, face-recognition-models) were not installed."""
+    from hyperinverter_gui.alignment import clear_detector_cache
+
+    monkeypatch.setitem(sys.modules, "dlib", None)
+    monkeypatch.setitem(sys.modules, "face_recognition_models", None)
+    clear_detector_cache()
+    yield
+    clear_detector_cache()
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -277,7 +291,7 @@ def test_fan_output_becomes_faces_largest_first():
 # --- detection and the offline fallback -----------------------------------------------------------
 
 
-def test_offline_falls_back_to_haar_quickly(astronaut):
+def test_offline_falls_back_to_haar_quickly(astronaut, no_dlib):
     pytest.importorskip("face_alignment")
     import face_alignment  # noqa: F401  (import time is not part of the failure time)
 
@@ -295,14 +309,15 @@ def test_offline_falls_back_to_haar_quickly(astronaut):
         detect_faces(astronaut, detector="fan")
 
 
-def test_fallback_when_face_alignment_is_not_installed(astronaut, monkeypatch):
+def test_fallback_when_face_alignment_is_not_installed(astronaut, monkeypatch, no_dlib):
     monkeypatch.setitem(sys.modules, "face_alignment", None)
     res = detect_faces(astronaut)
-    assert res.detector == "haar" and "not installed" in res.message
+    assert res.detector == "haar" and "face-alignment package is not installed" in res.message
+    assert "dlib is not installed" in res.message
     assert len(res.faces) == 1
 
 
-def test_no_download_allowed_uses_cache_only(astronaut):
+def test_no_download_allowed_uses_cache_only(astronaut, no_dlib):
     pytest.importorskip("face_alignment")
     res = detect_faces(astronaut, allow_download=False)
     assert res.detector == "haar" and "not in" in res.message
@@ -387,7 +402,7 @@ def test_astronaut_manual_crop_has_ffhq_layout(astronaut):
 
 def test_no_face_in_flat_gray_or_landscapes():
     for img in (np.full((480, 640, 3), 128, np.uint8), skdata.coffee(), skdata.rocket(), skdata.moon(), skdata.coins()):
-        res = detect_faces(img)
+        res = detect_faces(img, turns=False)  # (the turned tries: test_alignment_dlib.py, the cat)
         assert res.faces == []
         with pytest.raises(NoFaceError, match="no face") as e:
             res.face(0)

@@ -3,7 +3,7 @@
 Typical use::
 
     photo = load_photo("me.jpg")                 # upright 8-bit RGB + ICC/EXIF/alpha
-    found = detect_faces(photo.rgb)              # FAN, or the Haar fallback (found.message says why)
+    found = detect_faces(photo.rgb)              # FAN, dlib, or the Haar fallback (found.message says why)
     aligned = align_face(photo.rgb, found.face(0), output_size=1024)
     ...edit aligned.image...
     result = paste_back(photo.rgb, edited, aligned.transform)
@@ -13,13 +13,17 @@ No Qt here; everything works headless.
 """
 
 from hyperinverter_gui.alignment.detect import (
+    SOURCES,
     DetectionResult,
     Face,
+    auto_source,
     clear_detector_cache,
+    describe_source,
     detect_faces,
     face_from_points,
     fan_weights_dir,
     fan_weights_present,
+    landmark_source_lines,
     manual_result,
 )
 from hyperinverter_gui.alignment.errors import (
@@ -39,6 +43,7 @@ from hyperinverter_gui.alignment.geometry import (
     points5_from_68,
 )
 from hyperinverter_gui.alignment.photo import Photo, as_rgb_uint8, load_photo, save_photo
+from hyperinverter_gui.alignment.track import FaceTracker, box_iou, match_face
 from hyperinverter_gui.alignment.warp import AlignedFace, align_face, aligned_mask, paste_back, paste_mask
 
 __all__ = [
@@ -49,24 +54,31 @@ __all__ = [
     "DetectorUnavailableError",
     "Face",
     "FaceIndexError",
+    "FaceTracker",
     "LandmarkError",
     "NoFaceError",
     "POINT_NAMES",
     "Photo",
+    "SOURCES",
     "TransformFileError",
     "align_face",
     "aligned_mask",
     "as_points5",
     "as_rgb_uint8",
+    "auto_source",
+    "box_iou",
     "clear_detector_cache",
+    "describe_source",
     "detect_faces",
     "expected_positions",
     "face_from_points",
     "fan_weights_dir",
     "fan_weights_present",
     "ffhq_quad",
+    "landmark_source_lines",
     "load_photo",
     "manual_result",
+    "match_face",
     "paste_back",
     "paste_mask",
     "points5_from_68",

@@ -1,11 +1,19 @@
 """Finding faces and their landmarks.
 
-Primary: face-alignment (S3FD detector + FAN, 68 points), on CUDA when available.
-Its model weights live in the torch hub cache; when they are not there and cannot
-be downloaded (offline), or the package is not installed, the OpenCV Haar cascades
-that ship inside opencv-python are used instead: face boxes and eyes from the
-cascades, mouth corners estimated from the face's proportions. Such results are
-marked approximate and carry a message for the user.
+Three landmark sources, in this order ("auto"):
+
+1. face-alignment (S3FD detector + FAN, 68 points), on CUDA when available, when its model
+   weights are in the torch hub cache;
+2. dlib (HOG detector + the 68-point predictor FFHQ itself was aligned with), when the optional
+   ``landmarks`` extra is installed (``dlib_landmarks.py``); it needs no download;
+3. otherwise face-alignment once more, now allowed to download its weights, and when that
+   fails (offline) the OpenCV Haar cascades that ship inside opencv-python: face boxes and
+   eyes from the cascades, mouth corners estimated from the face's proportions. Such results
+   are marked approximate and carry a message for the user.
+
+When a source finds no face in the upright photo, it looks again in the photo turned by
+90, 270 and 180 degrees (a photo whose EXIF orientation was lost); the points are mapped
+back to the upright photo, so the crop comes out upright all the same.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from hyperinverter_gui.alignment import dlib_landmarks
 from hyperinverter_gui.alignment.errors import MANUAL_HINT, DetectorUnavailableError, FaceIndexError, NoFaceError
 from hyperinverter_gui.alignment.geometry import as_points5, points5_from_68
 from hyperinverter_gui.alignment.photo import as_rgb_uint8
@@ -44,6 +53,18 @@ NOSE_DROP = 0.6
 BOX_EYE_Y = 0.38
 BOX_EYE_X = (0.30, 0.70)
 BOX_MOUTH_Y = 0.78
+
+#: the landmark sources detect_faces knows, besides "auto"
+SOURCES = ("fan", "dlib", "haar")
+#: quarter turns (np.rot90, counter-clockwise) tried when the upright photo shows no face
+TURNS = (1, 3, 2)
+#: how each source is named to the user
+SOURCE_LABELS = {
+    "fan": "face-alignment (FAN, 68 points)",
+    "dlib": "dlib (68 points, as FFHQ was aligned)",
+    "haar": "OpenCV Haar cascades (approximate: eyes found, mouth estimated)",
+    "manual": "set by hand",
+}
 
 _FAN_FILES = {
     "s3fd": "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
@@ -74,10 +95,14 @@ class Face:
 
 @dataclass
 class DetectionResult:
-    """Faces found in one photo, largest first."""
+    """Faces found in one photo, largest first.
+
+    ``details`` may hold "fallback_reason" (why earlier sources were not used) and "turn"
+    (degrees counter-clockwise the photo had to be turned for the face to be found).
+    """
 
     faces: list[Face]
-    detector: str  # "fan", "haar" or "manual"
+    detector: str  # "fan", "dlib", "haar" or "manual"
     approximate: bool = False
     message: str | None = None  # a note for the user (why a fallback was used, ...)
     image_size: tuple[int, int] = (0, 0)  # (width, height)
@@ -99,7 +124,8 @@ class DetectionResult:
 def no_face_error(result: DetectionResult | None = None) -> NoFaceError:
     how = ""
     if result is not None:
-        how = {"fan": " (face-alignment detector)", "haar": " (OpenCV Haar detector)"}.get(result.detector, "")
+        how = {"fan": " (face-alignment detector)", "dlib": " (dlib detector)",
+               "haar": " (OpenCV Haar detector)"}.get(result.detector, "")
     msg = f"no face was found in the photo{how}; {MANUAL_HINT}"
     if result is not None and result.message:
         msg += f". Note: {result.message}"
@@ -131,10 +157,15 @@ _fan_cache: dict[str, Any] = {}  # device -> FaceAlignment instance, or an Excep
 
 
 def clear_detector_cache() -> None:
-    """Forget loaded detectors and earlier failures (e.g. to retry a download after going online)."""
+    """Forget loaded detectors and earlier failures (e.g. to retry a download after going online).
+
+    dlib's loaded predictor is kept (its file does not change; loading takes half a second);
+    only a failure to load it is forgotten.
+    """
     with _lock:
         _fan_cache.clear()
         _haar_cache.clear()
+    dlib_landmarks.clear_cache()
 
 
 def fan_weights_dir() -> Path:
@@ -409,13 +440,113 @@ def _detect_haar(rgb: np.ndarray) -> list[Face]:
     return faces
 
 
-def _haar_message(reason: str | None) -> str:
+def _haar_message(reason: str | None, dlib_reason: str | None = None) -> str:
     why = f"face-alignment (FAN) is not available: {reason}. " if reason else ""
+    if dlib_reason:
+        why += f"dlib is not available either: {dlib_reason}. "
     return (
         f"{why}Used OpenCV's Haar cascade detector instead: the eye positions are approximate and the mouth "
         "corners are estimated from the face's proportions, so the alignment may be slightly off. "
         "Check the landmarks, or set them by hand."
     )
+
+
+def _dlib_message(reason: str | None) -> str | None:
+    if not reason:
+        return None
+    return (
+        f"Face landmarks from dlib's 68-point predictor (the landmarks FFHQ was aligned with); "
+        f"face-alignment (FAN) was not used: {reason}."
+    )
+
+
+# --- dlib -----------------------------------------------------------------------------------------
+
+
+def _detect_dlib(rgb: np.ndarray, thorough: bool = True) -> list[Face]:
+    """Faces from dlib's HOG detector and 68-point predictor (see ``dlib_landmarks``), largest first."""
+    faces = []
+    for box, score, _ in dlib_landmarks.detect_boxes(rgb, upsamples=(1, 2) if thorough else (1,)):
+        lm = dlib_landmarks.landmarks68(rgb, box)
+        faces.append(Face(box=box, points5=points5_from_68(lm), landmarks68=lm, score=score, detector="dlib"))
+    faces.sort(key=lambda f: f.area, reverse=True)
+    return faces
+
+
+# --- turned photos ----------------------------------------------------------------------------------
+
+
+def unturn_points(points: np.ndarray, k: int, size: tuple[int, int]) -> np.ndarray:
+    """Map pixel positions in ``np.rot90(photo, k)`` back to the upright photo of ``size`` (width, height)."""
+    p = np.asarray(points, dtype=np.float64)
+    w, h = size
+    x, y = p[..., 0], p[..., 1]
+    k %= 4
+    if k == 0:
+        return p.copy()
+    if k == 1:
+        return np.stack([w - 1 - y, x], axis=-1)
+    if k == 2:
+        return np.stack([w - 1 - x, h - 1 - y], axis=-1)
+    return np.stack([y, h - 1 - x], axis=-1)
+
+
+def _unturn_face(face: Face, k: int, size: tuple[int, int]) -> Face:
+    x0, y0, x1, y1 = face.box
+    corners = unturn_points(np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)]), k, size)
+    (bx0, by0), (bx1, by1) = corners.min(0), corners.max(0)
+    return Face(
+        box=(float(bx0), float(by0), float(bx1), float(by1)),
+        points5=unturn_points(face.points5, k, size),
+        landmarks68=None if face.landmarks68 is None else unturn_points(face.landmarks68, k, size),
+        score=face.score,
+        detector=face.detector,
+        approximate=face.approximate,
+    )
+
+
+def _search(rgb: np.ndarray, find, turns: bool) -> tuple[list[Face], int]:
+    """``find`` on the upright photo, else on the photo turned a quarter, three quarters, a half.
+
+    Returns the faces (in upright coordinates) and the degrees (counter-clockwise) the photo was turned.
+    """
+    faces = find(rgb, True)
+    if faces or not turns:
+        return faces, 0
+    size = (int(rgb.shape[1]), int(rgb.shape[0]))
+    for k in TURNS:
+        faces = find(np.ascontiguousarray(np.rot90(rgb, k)), False)
+        if faces:
+            return [_unturn_face(f, k, size) for f in faces], 90 * k
+    return [], 0
+
+
+def _turn_note(degrees: int) -> str | None:
+    if not degrees:
+        return None
+    how = {90: "a quarter turn to the left", 270: "a quarter turn to the right", 180: "upside down"}[degrees]
+    return (f"The face was found only with the photo turned {how}; the photo's orientation may be wrong "
+            "(no EXIF orientation?). The crop is upright all the same.")
+
+
+def _join(*notes: str | None) -> str | None:
+    kept = [n for n in notes if n]
+    return " ".join(kept) if kept else None
+
+
+def _result(faces: list[Face], source: str, size, degrees: int, message: str | None = None,
+            reason: str | None = None, **details) -> DetectionResult:
+    if reason:
+        details["fallback_reason"] = reason
+    if degrees:
+        details["turn"] = degrees
+    return DetectionResult(faces=faces, detector=source, approximate=source == "haar", image_size=size,
+                           message=_join(message, _turn_note(degrees)), details=details)
+
+
+def describe_source(source: str) -> str:
+    """The landmark source ("fan", "dlib", "haar", "manual") as the user is told it."""
+    return SOURCE_LABELS.get(source, source)
 
 
 def detect_faces(
@@ -424,29 +555,37 @@ def detect_faces(
     detector: str = "auto",
     device: str | None = None,
     allow_download: bool = True,
+    turns: bool = True,
 ) -> DetectionResult:
     """Find faces and their five alignment points, largest face first.
 
-    ``image``: upright HxWx3 uint8 RGB. ``detector``: "auto" (face-alignment, else
-    the Haar fallback), "fan" (face-alignment only; ``DetectorUnavailableError``
-    when it cannot run) or "haar". ``device`` for FAN: default CUDA when available.
-    ``allow_download``: let face-alignment fetch its weights when they are not cached
-    (each stalled network step is cut after ``DOWNLOAD_TIMEOUT_S`` seconds).
+    ``image``: upright HxWx3 uint8 RGB. ``detector``: "auto" (face-alignment when its weights
+    are present, else dlib when installed, else face-alignment with a download, else the Haar
+    fallback; ``result.message`` says why), or one source only: "fan", "dlib"
+    (``DetectorUnavailableError`` when it cannot run) or "haar". ``device`` for FAN: default
+    CUDA when available. ``allow_download``: let face-alignment fetch its weights when they are
+    not cached (each stalled network step is cut after ``DOWNLOAD_TIMEOUT_S`` seconds).
+    ``turns``: when no face is found upright, look in the photo turned by 90, 270 and 180 degrees.
 
     Never raises for "no face": the result then has an empty ``faces`` list; use
     ``result.face(i)`` to get a face or a clear error.
     """
     rgb = as_rgb_uint8(image)
     size = (int(rgb.shape[1]), int(rgb.shape[0]))
-    if detector not in ("auto", "fan", "haar"):
-        raise ValueError(f"unknown detector {detector!r}: use auto, fan or haar")
-    reason = None
-    if detector in ("auto", "fan"):
-        dev = device or _default_device()
+    if detector not in ("auto", *SOURCES):
+        raise ValueError(f"unknown detector {detector!r}: use auto, fan, dlib or haar")
+    dev = device or _default_device()
+    reason = dlib_reason = None
+
+    def run_fan(download: bool) -> DetectionResult:
+        faces, degrees = _search(rgb, lambda im, _: _detect_fan(im, dev, download), turns)
+        return _result(faces, "fan", size, degrees, device=dev)
+
+    fan_tried = False
+    if detector == "fan" or (detector == "auto" and fan_weights_present()):
+        fan_tried = True
         try:
-            faces = _detect_fan(rgb, dev, allow_download)
-            return DetectionResult(faces=faces, detector="fan", approximate=False, image_size=size,
-                                   details={"device": dev})
+            return run_fan(allow_download)
         except DetectorUnavailableError as e:
             if detector == "fan":
                 raise
@@ -455,12 +594,58 @@ def detect_faces(
             if detector == "fan":
                 raise DetectorUnavailableError(f"face-alignment failed on this photo: {_describe(e)}") from None
             reason = f"it failed on this photo ({type(e).__name__}: {e})"
-    faces = _detect_haar(rgb)
-    return DetectionResult(
-        faces=faces,
-        detector="haar",
-        approximate=True,
-        message=_haar_message(reason),
-        image_size=size,
-        details={"fallback_reason": reason} if reason else {},
-    )
+    elif detector == "auto":
+        reason = "its model weights are not downloaded (`hyperinverter weights download fan-2d s3fd`)"
+    if detector in ("auto", "dlib"):
+        try:
+            faces, degrees = _search(rgb, _detect_dlib, turns)
+            return _result(faces, "dlib", size, degrees, _dlib_message(reason), reason)
+        except DetectorUnavailableError as e:
+            if detector == "dlib":
+                raise
+            dlib_reason = str(e).split(": ", 1)[-1]
+        except Exception as e:
+            if detector == "dlib":
+                raise DetectorUnavailableError(f"dlib failed on this photo ({type(e).__name__}: {e})") from None
+            dlib_reason = f"it failed on this photo ({type(e).__name__}: {e})"
+    if detector == "auto" and not fan_tried:
+        try:
+            return run_fan(allow_download)
+        except DetectorUnavailableError as e:
+            reason = str(e).split(": ", 1)[-1]
+        except Exception as e:
+            reason = f"it failed on this photo ({type(e).__name__}: {e})"
+    faces, degrees = _search(rgb, lambda im, _: _detect_haar(im), turns)
+    details = {"dlib_reason": dlib_reason} if dlib_reason else {}
+    return _result(faces, "haar", size, degrees, _haar_message(reason, dlib_reason), reason, **details)
+
+
+def _fan_files_present() -> bool:
+    """Both face-alignment weight files are cached (without importing face-alignment, which is slow)."""
+    folder = fan_weights_dir()
+    return all((folder / os.path.basename(u)).is_file() for u in _FAN_FILES.values())
+
+
+def auto_source() -> tuple[str, str]:
+    """The source "auto" would use now, and why - without loading any model (for ``weights list``)."""
+    import importlib.util
+
+    has_fa = importlib.util.find_spec("face_alignment") is not None
+    if has_fa and _fan_files_present():
+        return "fan", "its weights are in " + str(fan_weights_dir())
+    dlib_reason = dlib_landmarks.unavailable_reason()
+    if dlib_reason is None:
+        return "dlib", "face-alignment's weights are not downloaded" if has_fa else "face-alignment is not installed"
+    return "haar", f"face-alignment's weights are not downloaded and {dlib_reason}"
+
+
+def landmark_source_lines() -> list[str]:
+    """What ``hyperinverter weights list`` says about the landmark sources."""
+    source, why = auto_source()
+    state = "[ok]    " if source != "haar" else "[approx]"
+    lines = [f"{state}  landmark source: {describe_source(source)}, since {why}"]
+    if dlib_landmarks.available():
+        lines.append(f"          dlib predictor: {dlib_landmarks.predictor_path()} ({dlib_landmarks.LICENCE_NOTE})")
+    else:
+        lines.append(f"          dlib landmarks: {dlib_landmarks.unavailable_reason()}; {dlib_landmarks.LICENCE_NOTE}")
+    return lines

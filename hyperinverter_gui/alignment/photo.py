@@ -1,7 +1,8 @@
 """Reading any photo into upright 8-bit RGB, keeping what is needed to save it back.
 
-Handles JPEG/PNG/WebP/BMP/TIFF, EXIF orientation, palette/grayscale/16-bit/float
-images, alpha, and CMYK (converted through its ICC profile when it has one).
+Handles JPEG/PNG/WebP/BMP/TIFF and HEIC/HEIF (phone photos, through pillow-heif), EXIF
+orientation, palette/grayscale/16-bit/float images, alpha, and CMYK (converted through its ICC
+profile when it has one).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hyperinverter_gui.errors import HyperInverterError, ImageFileError
 from hyperinverter_gui.media.atomic import atomic_write
+from hyperinverter_gui.media.heif import HEIF_SUFFIXES, INSTALL_HINT, original_orientation, register_heif
 
 #: file suffixes we can write, and the PIL format for each
 SAVE_FORMATS = {
@@ -191,6 +193,8 @@ def load_photo(path: str | Path) -> Photo:
                     orientation = int(exif.get(_ORIENTATION_TAG, 1) or 1)
                 except Exception:
                     exif = None
+                # HEIF: decoding already turned the pixels upright and set the EXIF tag to 1.
+                heif_orientation = original_orientation(im.info)
                 try:
                     upright = ImageOps.exif_transpose(im)
                 except Exception:
@@ -211,6 +215,8 @@ def load_photo(path: str | Path) -> Photo:
     except Image.DecompressionBombError:
         raise ImageFileError(f"{path.name} is too large to open safely (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels)") from None
     except UnidentifiedImageError:
+        if path.suffix.lower() in HEIF_SUFFIXES and not register_heif():
+            raise ImageFileError(f"{path.name}: {INSTALL_HINT}") from None
         raise ImageFileError(f"{path.name} is not an image file (or a format this app cannot read)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageFileError(f"{path.name} is truncated or corrupt ({e})") from None
@@ -222,6 +228,8 @@ def load_photo(path: str | Path) -> Photo:
         raise ImageFileError(f"{path.name} is too large for the available memory") from None
     except (OSError, ValueError) as e:
         raise ImageFileError(f"{path.name}: cannot convert its pixels to RGB ({e})") from None
+    if heif_orientation is not None:
+        orientation = heif_orientation
     if dpi is not None:
         try:
             dpi = (float(dpi[0]), float(dpi[1]))

@@ -34,8 +34,10 @@ def add_parsers(subparsers) -> None:
         help="make the FFHQ-aligned face crop of a photo",
         description=(
             "Find the face in PHOTO and write its FFHQ-aligned crop (the input the face models expect). "
-            "Landmarks come from face-alignment (FAN); without its model weights (offline) OpenCV's "
-            "Haar cascades are used and the result is approximate. --save-transform keeps what "
+            "Landmarks come from face-alignment (FAN) when its model weights are downloaded, else from "
+            "dlib's 68-point predictor (the landmarks FFHQ was made with; the optional 'landmarks' extra, "
+            "non-commercial use only), else OpenCV's Haar cascades (approximate). A face not found upright "
+            "is looked for in the photo turned by 90, 270 and 180 degrees. --save-transform keeps what "
             "'paste-back' needs to put an edited crop back into the photo."
         ),
     )
@@ -51,8 +53,9 @@ def add_parsers(subparsers) -> None:
                          "(pixels of the upright photo)")
     al.add_argument("--size", type=_positive_size, default=1024, metavar="N",
                     help="side of the aligned crop in pixels (default 1024)")
-    al.add_argument("--detector", choices=("auto", "fan", "haar"), default="auto",
-                    help="auto: face-alignment, else OpenCV Haar (default); fan: face-alignment only; haar")
+    al.add_argument("--detector", choices=("auto", "fan", "dlib", "haar"), default="auto",
+                    help="auto: face-alignment if its weights are there, else dlib if installed, else face-alignment "
+                         "with a download, else OpenCV Haar (default); fan, dlib, haar: that one only")
     al.add_argument("--device", default="auto", help="device for face-alignment: auto (CUDA if available), cpu, cuda")
     al.add_argument("--no-download", action="store_true",
                     help="never download face-alignment's model weights (use them only if already cached)")
@@ -124,7 +127,14 @@ def _say(msg: str) -> None:
 def cmd_align(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from hyperinverter_gui.alignment import align_face, detect_faces, load_photo, manual_result, save_photo
+    from hyperinverter_gui.alignment import (
+        align_face,
+        describe_source,
+        detect_faces,
+        load_photo,
+        manual_result,
+        save_photo,
+    )
     from hyperinverter_gui.alignment.errors import DetectorUnavailableError
 
     _check_suffix(args.output, "--output")
@@ -152,7 +162,8 @@ def cmd_align(args: argparse.Namespace) -> int:
             result = detect_faces(photo.rgb, detector=args.detector, device=device,
                                   allow_download=not args.no_download)
         except DetectorUnavailableError as e:
-            raise HyperInverterError(f"{e} (use --detector auto to fall back to OpenCV, or give --landmarks)") from None
+            raise HyperInverterError(f"{e} (use --detector auto to fall back to another source, or give --landmarks)"
+                                     ) from None
         if result.message:
             _say(f"note: {result.message}")
         n = len(result.faces)
@@ -168,7 +179,8 @@ def cmd_align(args: argparse.Namespace) -> int:
         aligned.transform.save(args.save_transform)
     pts = aligned.transform.points5
     coords = ",".join(f"{v:.1f}" for v in pts[~np.isnan(pts).any(1)].ravel())
-    _say(f"landmarks ({result.detector}{', approximate' if aligned.transform.approximate else ''}): {coords}")
+    source = "set by hand" if result.detector == "manual" else f"from {describe_source(result.detector)}"
+    _say(f"landmarks {source}: {coords}")
     _say(f"wrote {args.output} ({args.size}x{args.size}) in {time.perf_counter() - t0:.1f} s")
     if args.save_transform is not None:
         _say(f"wrote {args.save_transform}")
