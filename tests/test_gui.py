@@ -76,7 +76,8 @@ def _set_precision(qtbot, win, setting):
 def test_open_invert_and_drag_a_slider_200_times(qtbot, window, photos_on_disk, generator):
     win = window
     _open_and_invert(qtbot, win, photos_on_disk[0])
-    assert win.session.detector == "haar" and win.notice_banner.isVisible()  # told: approximate landmarks
+    assert win.session.detector == "dlib" and not win.notice_banner.isVisible()  # FFHQ's own landmarks: no warning
+    assert "landmarks: dlib" in win.photo_view.caption  # the source is named under the photo
     assert np.array_equal(win._displayed_edit, tensor_to_uint8(win.session.inversion.image))
     slider = win.slider_panel.sliders["age"]
     assert slider.isEnabled()
@@ -164,7 +165,7 @@ def test_open_a_second_photo_mid_inversion(qtbot, window, photos_on_disk):
     from hyperinverter_gui.alignment import align_face, detect_faces, load_photo
 
     rgb = load_photo(photos_on_disk[1]).rgb
-    aligned = align_face(rgb, detect_faces(rgb, detector="haar").face(0), output_size=32).image
+    aligned = align_face(rgb, detect_faces(rgb).face(0), output_size=32).image
     assert np.array_equal(win.session.aligned_rgb, aligned)
 
 

@@ -235,10 +235,27 @@ def test_download_restarts_when_the_server_ignores_range(server, tmp_path):
     assert (tmp_path / "m.pkl").read_bytes() == PAYLOAD
 
 
-def test_google_drive_confirmation_page_is_followed(server, tmp_path):
-    download(f"{server}/uc?id=abc&export=download", tmp_path / "m.pkl", drive_hosts=("127.0.0.1",))
-    assert (tmp_path / "m.pkl").read_bytes() == PAYLOAD
-    assert [p for p, _ in _Handler.log] == ["/uc?id=abc&export=download", "/confirmed?id=abc&confirm=t"]
+def test_google_drive_addresses_go_through_gdown_with_our_checks_on_top(server, tmp_path):
+    # Drive's own pages are gdown's business (tested against a fake Drive in test_directions_download.py);
+    # whatever gdown hands back is still checked here: a page saved in place of the model is refused.
+    with pytest.raises(DownloadError, match=r"Google Drive sent a page instead of the file.*save it as .*m\.pkl"):
+        download(f"{server}/uc?id=abc&export=download", tmp_path / "m.pkl", drive_hosts=("127.0.0.1",))
+    assert list(tmp_path.iterdir()) == []
+    r = download(f"{server}/file", tmp_path / "m.pkl", hashlib.sha256(PAYLOAD).hexdigest(),
+                 drive_hosts=("127.0.0.1",))
+    assert r.verified and (tmp_path / "m.pkl").read_bytes() == PAYLOAD
+    assert [p for p, _ in _Handler.log] == ["/uc?id=abc&export=download", "/file"]
+
+
+def test_direction_files_download_into_the_directions_folder(tmp_path, monkeypatch):
+    from hyperinverter_gui.app.downloads import all_entries, direction_entries
+
+    monkeypatch.setenv("HYPERINVERTER_DIRECTIONS", "/proc/hyperinverter-directions")  # cannot be created
+    monkeypatch.setenv("HYPERINVERTER_USER_DIRECTIONS", str(tmp_path / "user_dirs"))
+    age = find_entry("interfacegan-age", direction_entries())
+    assert download_dir(age) == tmp_path / "user_dirs"
+    names = [e.name for e in all_entries() if e.default]
+    assert "stylegan2-ffhq" in names and "ganspace-ffhq" in names  # `weights download defaults` gets both
 
 
 @pytest.mark.parametrize("path, message", [

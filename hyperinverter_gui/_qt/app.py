@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None, photo: str | None = None) -> int:
         print("error: the desktop editor needs PySide6: pip install PySide6-Essentials qdarkstyle", file=sys.stderr)
         return 2
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
+    from hyperinverter_gui._qt.appicon import ICON_NAME, app_icon
+
+    app.setWindowIcon(app_icon())  # the taskbar, the window switcher and every window's title bar
+    app.setDesktopFileName(ICON_NAME)  # Wayland: pairs the windows with assets/hyperinverter-studio.desktop
     splash = _splash()  # torch and the models take seconds to load: say so at once
     path = setup_logging()
     logging.getLogger(__name__).info("starting; log file %s", path)

@@ -35,23 +35,27 @@ from PySide6.QtWidgets import (
 )
 
 from hyperinverter_gui import __version__
+from hyperinverter_gui._qt.appicon import app_icon
 from hyperinverter_gui._qt.engine_thread import QtExecutor
+from hyperinverter_gui._qt.ganspace_panel import GanspaceBox
 from hyperinverter_gui._qt.interpolation import InterpolationPanel
 from hyperinverter_gui._qt.models_panel import ModelsPanel
+from hyperinverter_gui._qt.presets_panel import PresetsBar
+from hyperinverter_gui._qt.shortcuts import ShortcutsDialog, add_shortcut_tooltips, name_unnamed_widgets
 from hyperinverter_gui._qt.widgets import ImageView, PhotoView, SliderPanel
 from hyperinverter_gui.app.export import EditExport, export_edit
 from hyperinverter_gui.app.jobs import Job, JobManager
-from hyperinverter_gui.app.photos import AlignOutcome, align_photo, default_points
+from hyperinverter_gui.app.photos import AlignOutcome, align_photo, default_points, landmark_caption
 from hyperinverter_gui.app.scheduler import RenderScheduler
 from hyperinverter_gui.app.session import SESSION_SUFFIX, EditSession
 from hyperinverter_gui.app.undo import ResetValues, SetValue
-from hyperinverter_gui.editing.library import load_library
+from hyperinverter_gui.editing.library import generator_key, load_library
 from hyperinverter_gui.engine import Engine, EngineInfo, ModelFiles
 from hyperinverter_gui.errors import HyperInverterError
 from hyperinverter_gui.media.images import IMAGE_SUFFIXES, tensor_to_uint8
 
 log = logging.getLogger(__name__)
-VIEW_MODES = ("Edited", "Phase I", "Aligned photo", "Split: photo | edited", "Side by side: HyperInverter | HyperStyle")
+VIEW_MODES = ("Edited", "Phase I", "Aligned photo", "Swipe: photo | edited", "Side by side: HyperInverter | HyperStyle")
 BACKENDS = ("hyperinverter", "hyperstyle")
 
 
@@ -123,6 +127,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ UI
 
     def _build_ui(self) -> None:
+        self.setWindowIcon(app_icon())
         central = QWidget()
         outer = QVBoxLayout(central)
         outer.setContentsMargins(6, 6, 6, 6)
@@ -141,7 +146,8 @@ class MainWindow(QMainWindow):
                                          "border-radius: 4px; }")
         self.notice_banner.hide()
         self.notice_banner.mousePressEvent = lambda ev: self.notice_banner.hide()
-        self.models_panel = ModelsPanel(self)
+        self.models_panel = ModelsPanel(self, directions_dir=self.directions_dir)
+        self.models_panel.directionsArrived.connect(lambda _path: self.reload_directions())
         self.models_panel.modelsChosen.connect(self._load_models)
         outer.addWidget(self.models_panel)
         outer.addWidget(self.error_banner)
@@ -162,6 +168,7 @@ class MainWindow(QMainWindow):
         self.photo_view = PhotoView()
         self.photo_view.pointsEdited.connect(self._points_edited)
         self.photo_view.faceClicked.connect(self._face_clicked)
+        self.photo_view.setAccessibleName("Photo with alignment points")
         ll.addWidget(QLabel("Photo"))
         ll.addWidget(self.photo_view, 1)
         split.addWidget(left)
@@ -174,8 +181,14 @@ class MainWindow(QMainWindow):
         self.view_mode = QComboBox()
         self.view_mode.addItems(VIEW_MODES)
         self.view_mode.currentIndexChanged.connect(lambda _: self._refresh_result_view())
+        self.view_mode.setAccessibleName("Show")
+        # As wide as a short item, not the longest: the result pane may narrow and the photo pane keep its width.
+        self.view_mode.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.view_mode.setMinimumContentsLength(16)
+        self.view_mode.setToolTip("What the result view shows. Swipe (Ctrl+\\): drag the divider across the "
+                                  "face, photo on the left, edited on the right, at the same zoom.")
         top.addWidget(self.view_mode)
-        top.addWidget(QLabel("(hold Space: before)"))
+        top.addWidget(QLabel("Space: before"))
         top.addStretch(1)
         top.addWidget(QLabel("Backend"))
         self.backend_box = QComboBox()
@@ -183,6 +196,7 @@ class MainWindow(QMainWindow):
         self.backend_box.setToolTip("Inversion method. HyperStyle needs its own model files (see `weights list`).")
         self.backend_box.model().item(1).setEnabled(False)
         self.backend_box.currentIndexChanged.connect(self._backend_changed)
+        self.backend_box.setAccessibleName("Backend")
         top.addWidget(self.backend_box)
         self.iterations_box = QSpinBox()
         self.iterations_box.setRange(1, 5)
@@ -190,9 +204,14 @@ class MainWindow(QMainWindow):
         self.iterations_box.setPrefix("steps ")
         self.iterations_box.setToolTip("HyperStyle refinement steps")
         self.iterations_box.setEnabled(False)
+        self.iterations_box.setAccessibleName("HyperStyle steps")
         top.addWidget(self.iterations_box)
         ml.addLayout(top)
         self.result_view = ImageView("The inverted and edited face appears here")
+        self.result_view.setAccessibleName("Result")
+        self._zoom_view = self.result_view  # the view the zoom keys act on: the last one pointed at
+        for view in (self.photo_view, self.result_view):
+            view.activated.connect(lambda v=view: setattr(self, "_zoom_view", v))
         ml.addWidget(self.result_view, 1)
         prog = QHBoxLayout()
         self.stage_label = QLabel("")
@@ -216,6 +235,7 @@ class MainWindow(QMainWindow):
         head.addStretch(1)
         self.reset_all_button = QPushButton("Reset all")
         self.reset_all_button.clicked.connect(self.reset_all)
+        self.reset_all_button.setToolTip("Reset every slider to 0 (Ctrl+R)")
         head.addWidget(self.reset_all_button)
         rl.addLayout(head)
         self.slider_panel = SliderPanel()
@@ -228,13 +248,25 @@ class MainWindow(QMainWindow):
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.slider_panel)
         scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # sliders take the panel's width
+        scroll.setMinimumWidth(self.slider_panel.minimumWidth() + scroll.verticalScrollBar().sizeHint().width())
         rl.addWidget(scroll, 1)
+        self.ganspace_box = GanspaceBox(self)  # offered while no GANSpace slider fits the generator
+        self.ganspace_box.computed.connect(lambda _manifest: self.reload_directions())
+        rl.addWidget(self.ganspace_box)
+        self.presets_bar = PresetsBar(self)
+        rl.addWidget(self.presets_bar)
         split.addWidget(right)
+        split.setCollapsible(2, False)
+        for i, stretch in enumerate((3, 4, 2)):  # a larger or smaller window: every pane takes its share
+            split.setStretchFactor(i, stretch)
         split.setSizes([420, 560, 360])
         self.tabs.addTab(edit, "Edit")
 
         # --- Interpolation tab
         self.interp = InterpolationPanel(self)
+        self.interp.alpha.setAccessibleName("Interpolation position, from A to B")
+        self.interp.steps.setAccessibleName("Frames in the sequence")
         self.tabs.addTab(self.interp, "Interpolate")
         self.setCentralWidget(central)
 
@@ -260,6 +292,21 @@ class MainWindow(QMainWindow):
         em.addAction(redo)
         self._action(em, "Reset all sliders", "Ctrl+R", self.reset_all)
         self._action(em, "Re-run inversion", "Ctrl+I", self.reinvert)
+        self.presets_bar.add_menu(self.menuBar())
+        vm = self.menuBar().addMenu("&View")
+        self._action(vm, "&Fit to view", "Ctrl+0", lambda: self._zoom_view.fit())
+        self._action(vm, "&Actual pixels (100 %)", "Ctrl+1", lambda: self._zoom_view.set_zoom(1.0))
+        self._action(vm, "&200 %", "Ctrl+2", lambda: self._zoom_view.set_zoom(2.0))
+        zoom_in = self._action(vm, "Zoom &in", QKeySequence.ZoomIn, lambda: self._zoom_view.zoom_by(1.25))
+        zoom_in.setShortcuts([QKeySequence(QKeySequence.ZoomIn), QKeySequence("Ctrl+=")])
+        self._action(vm, "Zoom &out", QKeySequence.ZoomOut, lambda: self._zoom_view.zoom_by(0.8))
+        vm.addSeparator()
+        self._action(vm, "&Swipe compare", "Ctrl+\\", lambda: self.view_mode.setCurrentIndex(
+            0 if self.view_mode.currentIndex() == VIEW_MODES.index("Swipe: photo | edited")
+            else VIEW_MODES.index("Swipe: photo | edited")))
+        hm = self.menuBar().addMenu("&Help")
+        self._action(hm, "&Keyboard shortcuts…", "F1", self.show_shortcuts)
+        self._action(hm, "&About HyperInverter Studio", None, self.show_about)
         tb = self.addToolBar("Main")
         tb.setObjectName("mainToolbar")
         tb.addAction(self.open_action)
@@ -270,6 +317,17 @@ class MainWindow(QMainWindow):
         self.render_label = QLabel("")
         self.statusBar().addPermanentWidget(self.render_label)
         self.statusBar().addPermanentWidget(self.device_label)
+        add_shortcut_tooltips(self.findChildren(QAction))
+        name_unnamed_widgets(self)
+
+    def show_shortcuts(self) -> None:
+        ShortcutsDialog(self).exec()
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About HyperInverter Studio",
+                          f"HyperInverter Studio {__version__}\nEdits real face photos with StyleGAN2 and "
+                          "HyperInverter (Dinh et al., CVPR 2022).\n"
+                          "Keyboard shortcuts: Help ▸ Keyboard shortcuts (F1).")
 
     def _action(self, menu, text: str, shortcut, slot: Callable) -> QAction:
         a = QAction(text, self)
@@ -324,24 +382,42 @@ class MainWindow(QMainWindow):
         self.device_label.setText(f"device: {info.device}  ·  {info.resolution} px  ·  {mode}")
         self.backend_box.model().item(1).setEnabled(info.hyperstyle)
         self.statusBar().showMessage(f"models loaded in {info.seconds:.1f} s", 5000)
-        try:
-            lib = load_library(self.directions_dir, num_ws=info.num_ws, img_resolution=info.resolution)
-        except HyperInverterError as e:
-            self.show_error(str(e))
-            lib = None
-        self.directions = lib.directions if lib else {}
-        self.slider_panel.set_directions(self.directions)
-        for name in self.slider_panel.sliders:
-            self.slider_panel.show_value(name, self.session.value(name))
-        self.slider_panel.set_enabled(self.session.inversion is not None)
-        if lib and lib.missing:
-            missing = sorted({s.file for s in lib.missing})
-            self.statusBar().showMessage(
-                f"direction files missing: {', '.join(missing)} (see `hyperinverter directions list`)", 8000)
+        self.reload_directions()
         self.modelsLoaded.emit(info)
         s = self.session
         if s.photo_rgb is not None and s.inversion is None and s.points5 is not None:
             self._align(points5=s.points5)
+
+    def reload_directions(self) -> None:
+        """(Re)build the sliders for the loaded generator: after loading, and when direction files arrive."""
+        info = self.models_info
+        if info is None:
+            return
+        gen = (self.models_panel.chosen or {}).get("generator")
+        gen = Path(gen) if gen is not None and Path(gen).is_file() else None
+        try:
+            lib = load_library(self.directions_dir, num_ws=info.num_ws, img_resolution=info.resolution,
+                               generator_key=generator_key(gen) if gen is not None else None)
+        except HyperInverterError as e:
+            self.show_error(str(e))
+            lib = None
+        self.directions = lib.directions if lib else {}
+        self.slider_panel.set_directions(self.directions, num_ws=info.num_ws)
+        for name in self.slider_panel.sliders:
+            self.slider_panel.show_value(name, self.session.value(name))
+        self.slider_panel.set_enabled(self.session.inversion is not None)
+        self.models_panel.set_resolution(info.resolution)
+        self.ganspace_box.update_for(gen, any(d.kind == "ganspace" for d in self.directions.values()),
+                                     downloading=self.models_panel.downloading)
+        if not self.directions:
+            self.slider_panel.empty.setText(
+                "No edit directions yet.\nDownload them above, or compute GANSpace below."
+                if self.models_panel.missing_directions else
+                "No published directions fit this generator.\nCompute GANSpace for it below.")
+        if lib and lib.missing:
+            missing = sorted({s.file for s in lib.missing})
+            self.statusBar().showMessage(
+                f"direction files missing: {', '.join(missing)} (see `hyperinverter directions list`)", 8000)
 
     def set_precision(self, setting: Any) -> Job:
         """The Precision setting ("auto", "float32", "bfloat16", or a PrecisionPlan), applied on the engine thread."""
@@ -388,6 +464,11 @@ class MainWindow(QMainWindow):
         s = self.session
         self.photo_view.set_overlay([f.box for f in s.faces], s.face_index, s.points5,
                                     s.detector == "haar" or (s.points5 is not None and not s.faces))
+        # which landmark source placed the points (dlib, FAN, Haar, by hand), after the file name
+        parts = (s.photo_path.name if s.photo_path else "",
+                 landmark_caption(s.detector, s.faces, s.face_index, s.points5))
+        self.photo_view.caption = " · ".join(p for p in parts if p)
+        self.photo_view.update()
 
     def _on_alignment(self) -> None:
         self._on_overlay()
@@ -417,7 +498,7 @@ class MainWindow(QMainWindow):
 
     def open_dialog(self) -> None:
         start = str(self.settings.value("last_folder", str(Path.home())))
-        pattern = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ")"
+        pattern = "Images (" + " ".join(f"*{s} *{s.upper()}" for s in sorted(IMAGE_SUFFIXES)) + ")"
         path, _ = QFileDialog.getOpenFileName(self, "Open photo", start, pattern + ";;All files (*)")
         if path:
             self.open_photo(Path(path))
@@ -459,8 +540,8 @@ class MainWindow(QMainWindow):
             s.set_photo_rgb(out.rgb)
         if out.detected:
             s.set_faces(out.faces, out.face_index, out.detector, out.message)
-            if out.message:
-                self.show_notice(out.message)
+            if out.notice:  # approximate (Haar) points, or a photo that had to be turned
+                self.show_notice(out.notice)
         if out.no_face is not None:
             h, w = s.photo_rgb.shape[:2]
             s.set_alignment(default_points(w, h), None, None)
@@ -623,6 +704,8 @@ class MainWindow(QMainWindow):
     def _rendered(self, state: tuple, image: np.ndarray, ms: float) -> None:
         if state[0] == self.session.generation:
             res = state[2]
+            if res is None and self.models_info is not None and self.models_info.plan.frames == "float32":
+                self._last_exact = (state[:2], image)  # what an export of this state writes
             label = f"preview {res} px" if res else "edited"
             self._show_edit(image, f"{label}: {self.session.edit_summary()}")
             self.render_label.setText(f"render {ms:.0f} ms" + (f" (preview {res} px)" if res else ""))
@@ -652,7 +735,7 @@ class MainWindow(QMainWindow):
     def _refresh_result_view(self) -> None:
         s = self.session
         mode = VIEW_MODES[self.view_mode.currentIndex()]
-        self.result_view.set_split(None)
+        self.result_view.set_compare(None)
         if self._space_held or mode == "Aligned photo":
             self.result_view.set_image(s.aligned_rgb, "aligned photo (before)")
         elif mode.startswith("Side by side"):
@@ -662,8 +745,8 @@ class MainWindow(QMainWindow):
             self.result_view.set_image(img, "Phase I: G(w; θ)")
         elif self._displayed_edit is not None and s.inversion is not None:
             self.result_view.set_image(self._displayed_edit, self._edit_caption)
-            if mode.startswith("Split"):
-                self.result_view.set_split(s.aligned_rgb)
+            if mode.startswith("Swipe"):
+                self.result_view.set_compare(s.aligned_rgb, ("photo", "edited"))
         elif s.aligned_rgb is not None and s.inversion is None:
             self.result_view.set_image(s.aligned_rgb, "aligned photo")
 
@@ -739,7 +822,8 @@ class MainWindow(QMainWindow):
         if mode == "photo" and (s.transform is None or s.photo_rgb is None):
             raise HyperInverterError("the original photo is not available for paste-back")
         req = EditExport(s.inversion, s.edits(self.directions), path, mode, self.export_metadata(), s.photo_rgb,
-                         s.transform, s.photo_path, overwrite=True)
+                         s.transform, s.photo_path, overwrite=True,
+                         edited=self._exact_frame())
 
         def done(written: Path) -> None:
             self.statusBar().showMessage(f"exported {written}", 6000)
@@ -749,6 +833,12 @@ class MainWindow(QMainWindow):
         self.stage_label.setText("exporting…")
         return self.submit("export", lambda engine, ctx: export_edit(engine, req, ctx.progress), on_done=done,
                            on_failed=self.show_error, on_progress=self._progress)
+
+    def _exact_frame(self) -> np.ndarray | None:
+        """The exact full-resolution frame of the current sliders, when it is on screen already."""
+        key = (self.session.generation, tuple(sorted(self.session.values.items())))
+        last = getattr(self, "_last_exact", None)
+        return last[1] if last is not None and last[0] == key else None
 
     def export_dialog(self, mode: str) -> None:
         if self.session.inversion is None:

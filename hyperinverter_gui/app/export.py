@@ -36,6 +36,9 @@ class EditExport:
     transform: Any = None
     photo_path: Path | None = None  # the original, for its ICC profile and format
     overwrite: bool = False
+    # The exact (float32, full resolution) frame of these edits when the caller has it already,
+    # e.g. the editor's released frame on screen: nothing is rendered twice.
+    edited: np.ndarray | None = None
 
 
 def edited_image(engine: Engine, result: InversionResult, edits: list[tuple[Direction, float]]) -> np.ndarray:
@@ -52,7 +55,7 @@ def export_edit(engine: Engine, req: EditExport, progress: Progress | None = Non
     if path.exists() and not req.overwrite:
         raise HyperInverterError(f"{path} exists; choose another name or confirm replacing it")
     step("Rendering the edited face", 0.1)
-    edited = edited_image(engine, req.result, req.edits)
+    edited = req.edited if req.edited is not None else edited_image(engine, req.result, req.edits)
     step("Writing", 0.8)
     if req.mode == "photo":
         from hyperinverter_gui.alignment import load_photo, paste_back, save_photo

@@ -32,3 +32,19 @@ class ResetValues:
 
     def undo(self) -> None:
         self.session.set_values(self.old)
+
+
+class ApplyPreset:
+    """Every slider set to a preset's values at once (sliders it does not name go back to 0)."""
+
+    def __init__(self, session: EditSession, name: str, values: dict[str, float]):
+        self.session = session
+        self.old = dict(session.values)
+        self.new = {n: float(v) for n, v in values.items() if v != 0}
+        self.text = f"apply preset {name}"
+
+    def redo(self) -> None:
+        self.session.set_values(self.new)
+
+    def undo(self) -> None:
+        self.session.set_values(self.old)

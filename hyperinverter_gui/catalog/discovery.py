@@ -19,7 +19,13 @@ from typing import Any
 
 from hyperinverter_gui.errors import HyperInverterError, ModelFileError
 from hyperinverter_gui.formats import checkpoints, sniff
-from hyperinverter_gui.host.paths import cache_dir, checkout_weights_dir, user_weights_dir
+from hyperinverter_gui.host.paths import (
+    cache_dir,
+    checkout_directions_dir,
+    checkout_weights_dir,
+    user_directions_dir,
+    user_weights_dir,
+)
 
 ROLES = ("generator", "inverter", "w_encoder", "landmarks", "hyperstyle", "hyperstyle_w_encoder")
 ROLE_TITLES = {
@@ -60,10 +66,25 @@ def is_writable_dir(path: Path) -> bool:
         return False
 
 
+def direction_folders() -> list[Path]:
+    """The direction drop folders, in priority order (the same as the slider library searches)."""
+    drop = checkout_directions_dir()
+    return ([drop] if drop is not None else []) + [user_directions_dir()]
+
+
 def download_dir(entry: "ModelEntry | None" = None) -> Path:
-    """Where a download goes: torch hub for face-alignment files, else the first writable weights folder."""
+    """Where a download goes: torch hub for face-alignment files, the first writable directions folder
+    for direction files (``install = "directions"``), else the first writable weights folder."""
     if entry is not None and entry.install == "torch_hub":
         return torch_hub_checkpoints_dir()
+    if entry is not None and entry.install == "directions":
+        for d in direction_folders():
+            if is_writable_dir(d):
+                return d
+        raise HyperInverterError(
+            "no writable directions folder: " + ", ".join(str(d) for d in direction_folders())
+            + " (set HYPERINVERTER_USER_DIRECTIONS to a writable folder)"
+        )
     for d in weights_dirs():
         if is_writable_dir(d):
             return d
@@ -89,7 +110,7 @@ class ModelEntry:
     domain: str = ""
     description: str = ""
     default: bool = False
-    install: str = "weights"
+    install: str = "weights"  # "weights", "torch_hub" or "directions" (slider direction files)
     size: int | None = None
     sha256: str = ""
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import html
+import http.client
+import inspect
 import json
 import os
 import re
@@ -39,22 +40,31 @@ def _by_hand(url: str, dest: Path) -> str:
     return f"Download {url} in a browser and save it as {dest}"
 
 
-def _drive_confirm_url(page: str, base_url: str) -> str | None:
-    """The real download address behind Google Drive's 'file too large to scan' page."""
-    form = re.search(r'<form[^>]*id="download-form"[^>]*action="([^"]+)"', page) or re.search(
-        r'<form[^>]*action="([^"]+)"[^>]*id="download-form"', page)
-    if form:
-        action = html.unescape(form.group(1))
-        fields = dict(re.findall(r'<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page))
-        return urllib.parse.urljoin(base_url, action) + "?" + urllib.parse.urlencode(fields)
-    link = re.search(r'href="([^"]*confirm=[^"]+)"', page)
-    if link:
-        return urllib.parse.urljoin(base_url, html.unescape(link.group(1)))
-    token = re.search(r"confirm=([0-9A-Za-z_-]+)", page)
-    if token:
-        sep = "&" if "?" in base_url else "?"
-        return f"{base_url}{sep}confirm={token.group(1)}"
-    return None
+QUOTA_WORDS = ("quota", "too many users", "too many requests", "rate limit")
+
+
+def _mentions_quota(text: str) -> bool:
+    low = text.lower()
+    return any(w in low for w in QUOTA_WORDS)
+
+
+def _drive_refused(url: str, dest: Path, page: str, reason: str = "") -> DownloadError:
+    """The error for a Google Drive page received instead of the file: quota, or not public/changed.
+
+    ``page`` is the page (or gdown's account of it), searched for Drive's quota wording;
+    ``reason`` is a short account of what went wrong, added to the message when given.
+    """
+    if _mentions_quota(page):
+        return DownloadError(
+            "Google Drive refused the download: the download quota of this file is exceeded (too many people "
+            "downloaded it in the last 24 hours). Try again later, or download it by hand: open "
+            f"{url} in a browser (signed in to a Google account), download the file and save it as {dest}"
+        )
+    why = f": {reason}" if reason else ""
+    return DownloadError(
+        "Google Drive sent a page instead of the file (the file is not public any more, or Drive changed its "
+        f"download pages){why}. Try again later, or download it by hand. {_by_hand(url, dest)}"
+    )
 
 
 def _open(url: str, start: int, timeout: float):
@@ -64,8 +74,17 @@ def _open(url: str, start: int, timeout: float):
     return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
 
 
-def _is_drive(url: str) -> bool:
-    return (urllib.parse.urlparse(url).hostname or "") in DRIVE_HOSTS
+def _is_drive(url: str, drive_hosts: tuple[str, ...] = DRIVE_HOSTS) -> bool:
+    return (urllib.parse.urlparse(url).hostname or "") in drive_hosts
+
+
+def _disk_full(e: OSError, where: Path, done: int) -> DownloadError | None:
+    if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return DownloadError(
+            f"the disk is full while writing {where} ({done} bytes so far). Free some space and run the "
+            f"command again to resume, or delete {where}."
+        )
+    return None
 
 
 def download(
@@ -76,39 +95,55 @@ def download(
     timeout: float = 30.0,
     drive_hosts: tuple[str, ...] = DRIVE_HOSTS,
 ) -> Downloaded:
-    """Fetch ``url`` into ``dest`` via ``dest.part``, resuming a previous partial download.
+    """Fetch ``url`` into ``dest``, resuming a previous partial download; verified before it gets its name.
 
-    ``progress(done_bytes, total_bytes_or_None)`` is called as data arrives.
-    A Google Drive confirmation page is followed to the file. The file is
-    checked (not an HTML page, complete, checksum when given) before it is
-    renamed to ``dest``.
+    ``progress(done_bytes, total_bytes_or_None)`` is called as data arrives. Google Drive
+    addresses (``drive_hosts``) go through ``gdown``, which follows Drive's confirmation pages;
+    everything else is fetched here via ``dest.part``. Either way the file is checked (not an
+    HTML page, not empty, complete, the checksum when one is given) before it is renamed to
+    ``dest``, and a failure names the address and where to save the file by hand.
     """
     dest = Path(dest)
-    part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    start = part.stat().st_size if part.exists() else 0
-    current = url
+    drive = _is_drive(url, drive_hosts)
+    if drive:
+        staged, size, digest = _fetch_with_gdown(url, dest, progress, timeout)
+    else:
+        staged, size, digest = _fetch_direct(url, dest, progress, timeout)
     try:
-        for _ in range(3):  # at most two confirmation hops
-            resp = _open(current, start, timeout)
-            ctype = resp.headers.get("Content-Type", "")
-            if ctype.startswith("text/html"):
-                page = resp.read(2_000_000).decode("utf-8", "replace")
-                resp.close()
-                host = urllib.parse.urlparse(resp.geturl()).hostname or ""
-                nxt = _drive_confirm_url(page, resp.geturl()) if (host in drive_hosts or _is_drive(url)) else None
-                if nxt is None or nxt == current:
-                    if host in drive_hosts or _is_drive(url):
-                        raise DownloadError(
-                            f"Google Drive sent a page instead of the file (download quota exceeded, or the file is "
-                            f"not public). Try again later. {_by_hand(url, dest)}"
-                        )
-                    raise DownloadError(f"{url} answered with an HTML page, not a model file. {_by_hand(url, dest)}")
-                current = nxt
-                continue
-            break
-        else:
-            raise DownloadError(f"too many confirmation pages from {url}. {_by_hand(url, dest)}")
+        sniff.sniff_file(staged)  # raises for an empty file or an HTML page saved as the model
+    except ModelFileError as e:
+        page = ""
+        if "HTML" in str(e):
+            with open(staged, "rb") as f:
+                page = f.read(2_000_000).decode("utf-8", "replace")
+        staged.unlink(missing_ok=True)
+        if page and drive:
+            raise _drive_refused(url, dest, page) from None
+        if page:
+            raise DownloadError(f"{url} answered with an HTML page, not a model file. {_by_hand(url, dest)}") from None
+        raise DownloadError(f"downloaded data is not a model file: {e}") from None
+    if sha256 and digest.lower() != sha256.lower():
+        staged.unlink(missing_ok=True)
+        raise DownloadError(
+            f"checksum mismatch for {dest.name}: expected {sha256}, got {digest}; the download was deleted"
+        )
+    os.replace(staged, dest)
+    return Downloaded(dest, size, digest, bool(sha256))
+
+
+def _fetch_direct(url: str, dest: Path, progress, timeout: float) -> tuple[Path, int, str]:
+    """HTTP(S) download into ``dest.part`` (resumed with a Range request). Returns (part, size, sha256)."""
+    part = dest.with_name(dest.name + ".part")
+    start = part.stat().st_size if part.exists() else 0
+    try:
+        resp = _open(url, start, timeout)
+        if resp.headers.get("Content-Type", "").startswith("text/html"):
+            page = resp.read(2_000_000).decode("utf-8", "replace")
+            resp.close()
+            if _is_drive(resp.geturl()):  # redirected to Google Drive
+                raise _drive_refused(url, dest, page)
+            raise DownloadError(f"{url} answered with an HTML page, not a model file. {_by_hand(url, dest)}")
 
         status = getattr(resp, "status", 200)
         total = None
@@ -131,9 +166,10 @@ def download(
                     h.update(block)
         done = start
         try:
+            read = getattr(resp, "read1", resp.read)  # what has arrived: progress moves on a slow line too
             with resp, open(part, mode) as out:
                 while True:
-                    block = resp.read(CHUNK)
+                    block = read(CHUNK)
                     if not block:
                         break
                     out.write(block)
@@ -141,12 +177,14 @@ def download(
                     done += len(block)
                     if progress is not None:
                         progress(done, total)
+        except http.client.HTTPException:  # e.g. a broken chunked transfer
+            raise DownloadError(
+                f"the connection broke after {done} bytes; run the command again to resume ({part} is kept)"
+            ) from None
         except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-                raise DownloadError(
-                    f"the disk is full while writing {part} ({done} bytes so far). Free some space and run the "
-                    f"command again to resume, or delete {part}."
-                ) from None
+            full = _disk_full(e, part, done)
+            if full is not None:
+                raise full from None
             if isinstance(e, (urllib.error.URLError, TimeoutError, ConnectionError)) or e.errno is None:
                 raise DownloadError(
                     f"the connection broke after {done} bytes; run the command again to resume ({part} is kept)"
@@ -170,19 +208,69 @@ def download(
         raise DownloadError(
             f"the download stopped after {done} of {total} bytes; run the command again to resume ({part} is kept)"
         )
+    return part, done, h.hexdigest()
+
+
+def _fetch_with_gdown(url: str, dest: Path, progress, timeout: float) -> tuple[Path, int, str]:
+    """A Google Drive file through gdown (it follows Drive's confirmation pages, which change over time).
+
+    gdown writes ``<dest>.gdown`` (its partial file beside it, resumed on the next call); the
+    checks and the final rename are ours. gdown's errors become our messages: a quota page says
+    so and names the manual route.
+    """
+    host = urllib.parse.urlparse(url).hostname
     try:
-        sniff.sniff_file(part)  # raises for an empty file or an HTML page saved as the model
-    except ModelFileError as e:
-        part.unlink(missing_ok=True)
-        raise DownloadError(f"downloaded data is not a model file: {e}") from None
-    digest = h.hexdigest()
-    if sha256 and digest.lower() != sha256.lower():
-        part.unlink(missing_ok=True)
+        import gdown
+        import requests
+        from gdown.exceptions import DownloadError as GdownDownloadError
+        from gdown.exceptions import FileURLRetrievalError
+    except ImportError:
         raise DownloadError(
-            f"checksum mismatch for {dest.name}: expected {sha256}, got {digest}; the download was deleted"
-        )
-    os.replace(part, dest)
-    return Downloaded(dest, done, digest, bool(sha256))
+            "Google Drive downloads need the gdown package (python3 -m pip install gdown). "
+            + _by_hand(url, dest)
+        ) from None
+    staged = dest.with_name(dest.name + ".gdown")
+    params = inspect.signature(gdown.download).parameters
+    kwargs: dict = {"quiet": True, "resume": True, "use_cookies": False}
+    if "progress" in params and progress is not None:
+        kwargs["progress"] = progress
+    if "timeout" in params:
+        kwargs["timeout"] = timeout
+    try:
+        gdown.download(url, str(staged), **kwargs)
+    except FileURLRetrievalError as e:
+        reason = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        raise _drive_refused(url, dest, str(e), reason[:300]) from None
+    except GdownDownloadError as e:
+        raise DownloadError(
+            f"the download from Google Drive stopped before the end ({str(e).splitlines()[0]}); run the command "
+            f"again to resume (the partial file {staged.name}…part beside {dest} is kept; delete it to start over)"
+        ) from None
+    except requests.exceptions.HTTPError as e:
+        code = e.response.status_code if e.response is not None else "?"
+        reason = e.response.reason if e.response is not None else str(e)
+        if e.response is not None and code in (403, 429) and _mentions_quota(e.response.text[:200_000]):
+            raise _drive_refused(url, dest, e.response.text[:200_000]) from None
+        raise DownloadError(f"{url}: HTTP {code} {reason}. {_by_hand(url, dest)}") from None
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+        raise DownloadError(
+            f"cannot reach {host} ({type(e).__name__}); no network? Run the command again to resume. "
+            f"{_by_hand(url, dest)}"
+        ) from None
+    except requests.exceptions.RequestException as e:
+        raise DownloadError(f"{url}: {e}. {_by_hand(url, dest)}") from None
+    except OSError as e:
+        full = _disk_full(e, dest.parent, 0)
+        if full is not None:
+            raise full from None
+        raise
+    h = hashlib.sha256()
+    size = 0
+    with open(staged, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+            size += len(block)
+    return staged, size, h.hexdigest()
 
 
 # ----------------------------------------------------------------------------

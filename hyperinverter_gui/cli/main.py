@@ -97,15 +97,22 @@ def _build_parser() -> argparse.ArgumentParser:
     wt = sub.add_parser("weights", help="list, find and download model files")
     wsub = wt.add_subparsers(dest="weights_command")
     wsub.add_parser("list", help="each role, which file serves it, and what is missing")
-    wd = wsub.add_parser("download", help="download a model named in weights/manifest.toml")
-    wd.add_argument("name", nargs="+", help="model name(s) from `hyperinverter weights list`, or 'defaults'")
-    wd.add_argument("--to", type=Path, default=None, help="destination folder (default: the weights folder)")
+    wd = wsub.add_parser("download", help="download models (and direction files) named in the manifests")
+    wd.add_argument("name", nargs="+",
+                    help="model or direction file name(s) from `hyperinverter weights list` / `directions list`, "
+                         "or 'defaults' (every default model and direction file)")
+    wd.add_argument("--to", type=Path, default=None,
+                    help="destination folder (default: the weights folder; direction files: the directions folder)")
 
     dr = sub.add_parser("directions", help="list edit directions, or compute GANSpace for a generator")
     dsub = dr.add_subparsers(dest="directions_command")
     dl = dsub.add_parser("list", help="show the sliders and which direction files are missing")
     dl.add_argument("--directions", type=Path, default=None, help="directions folder (default: directions/)")
     dl.add_argument("--generator", "-g", type=Path, default=None, help="only what fits this generator")
+    dd = dsub.add_parser("download", help="download the published direction files (default: the default ones)")
+    dd.add_argument("name", nargs="*", default=["defaults"],
+                    help="direction file name(s) (see `hyperinverter directions list`), or 'defaults'")
+    dd.add_argument("--to", type=Path, default=None, help="destination folder (default: the directions folder)")
     dg = dsub.add_parser(
         "ganspace",
         help="PCA of the generator's W space (GANSpace file format)",
@@ -116,7 +123,9 @@ def _build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--samples", type=int, default=100_000, help="number of z samples (default 100000)")
     dg.add_argument("--components", type=int, default=80, help="number of components (default 80)")
     dg.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    dg.add_argument("--output", "-o", type=Path, required=True, help="output .pt file")
+    dg.add_argument("--output", "-o", type=Path, default=None,
+                    help="output .pt file (default: cache it for this generator, so its first components become "
+                         "sliders in the editor and in `directions list -g`)")
     dg.add_argument("--device", default="auto", help="auto, cpu or cuda")
     dg.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return p
@@ -442,6 +451,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
+    from hyperinverter_gui.app.downloads import direction_entries
     from hyperinverter_gui.catalog.discovery import (
         OPTIONAL_ROLES,
         ROLE_TITLES,
@@ -476,31 +486,32 @@ def cmd_weights(args: argparse.Namespace) -> int:
                     star = "*" if e.default else " "
                     print(f"        {star} {e.name:38s} {e.description}")
                 print("          get one with `hyperinverter weights download NAME` (* = default)")
+        from hyperinverter_gui.alignment import landmark_source_lines
+
+        for line in landmark_source_lines():  # which landmarks align photos; dlib's: non-commercial use only
+            print(line)
         for path, problem in disc.problems:
             print(f"[damaged] {path}: {problem}")
         return 0 if not any(r in sel.missing for r in ("generator", "inverter")) else 1
     if args.weights_command == "download":
-        return _download(args, entries)
+        return _download(args, entries + direction_entries())
     raise HyperInverterError("use `hyperinverter weights list` or `hyperinverter weights download NAME`")
 
 
 def _download(args: argparse.Namespace, entries) -> int:
     from tqdm import tqdm
 
-    from hyperinverter_gui.catalog.discovery import download_dir, find_entry
-    from hyperinverter_gui.catalog.download import download, record_checksum, recorded_checksums
+    from hyperinverter_gui.app.downloads import destination, fetch, present
+    from hyperinverter_gui.catalog.discovery import find_entry
 
     names = [e.name for e in entries if e.default] if args.name == ["defaults"] else args.name
     todo = [find_entry(n, entries) for n in names]
-    recorded = recorded_checksums()
     for entry in todo:
-        folder = args.to if args.to is not None else download_dir(entry)
-        dest = folder / entry.file
-        if dest.exists():
-            print(f"{entry.name}: already present at {dest}", file=sys.stderr)
+        there = present(entry, args.to)
+        if there is not None:
+            print(f"{entry.name}: already present at {there}", file=sys.stderr)
             continue
-        expected = entry.sha256 or recorded.get(entry.file, {}).get("sha256")
-        print(f"{entry.name}: downloading {entry.url}\n    -> {dest}", file=sys.stderr)
+        print(f"{entry.name}: downloading {entry.url}\n    -> {destination(entry, args.to)}", file=sys.stderr)
         with tqdm(unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, desc=entry.file) as bar:
             def progress(done: int, total: int | None) -> None:
                 if total is not None and bar.total != total:
@@ -508,26 +519,23 @@ def _download(args: argparse.Namespace, entries) -> int:
                 bar.n = done
                 bar.refresh()
 
-            result = download(entry.url, dest, expected, progress)
-        state = "verified" if result.verified else "recorded"
-        if not result.verified:
-            record_checksum(entry.file, result.sha256, result.size)
-        print(f"{entry.name}: {result.size} bytes, sha256 {result.sha256} ({state})", file=sys.stderr)
+            result = fetch(entry, args.to, progress)
+        print(f"{entry.name}: {result.size} bytes, sha256 {result.sha256} ({result.state})", file=sys.stderr)
     return 0
 
 
 def cmd_directions(args: argparse.Namespace) -> int:
     if args.directions_command == "list":
-        from hyperinverter_gui.editing.library import directions_dirs, load_library
+        from hyperinverter_gui.editing.library import directions_dirs, generator_key, load_library
 
-        num_ws = res = None
+        num_ws = res = key = None
         if args.generator is not None:
             from hyperinverter_gui.engine import Engine, ModelFiles
 
             engine = Engine("cpu")
             engine.load(ModelFiles(generator=args.generator))
-            num_ws, res = engine.generator().num_ws, engine.resolution
-        lib = load_library(args.directions, num_ws=num_ws, img_resolution=res)
+            num_ws, res, key = engine.generator().num_ws, engine.resolution, generator_key(args.generator)
+        lib = load_library(args.directions, num_ws=num_ws, img_resolution=res, generator_key=key)
         folders = [args.directions] if args.directions is not None else directions_dirs()
         print("directions folders: " + ", ".join(str(f) for f in folders))
         for name, d in lib.directions.items():
@@ -538,19 +546,29 @@ def cmd_directions(args: argparse.Namespace) -> int:
         for name, why in lib.skipped:
             print(f"  {name:20s} unusable: {why}")
         if lib.missing:
-            print("missing files (download into the directions folder):")
+            from hyperinverter_gui.app.downloads import direction_entries
+
+            names = {e.file: e.name for e in direction_entries()}
+            print("missing files (`hyperinverter directions download` fetches the defaults into the directions "
+                  "folder):")
             seen = set()
             for spec in lib.missing:
                 if spec.file in seen:
                     continue
                 seen.add(spec.file)
                 users = ", ".join(s.name for s in lib.missing if s.file == spec.file)
-                print(f"  {spec.file:16s} for {users}\n  {'':16s} from {spec.url}")
+                name = f" (download name: {names[spec.file]})" if spec.file in names else ""
+                print(f"  {spec.file:16s} for {users}{name}\n  {'':16s} from {spec.url}")
         return 0
+    if args.directions_command == "download":
+        from hyperinverter_gui.app.downloads import direction_entries
+
+        return _download(args, direction_entries())
     if args.directions_command == "ganspace":
         from tqdm import tqdm
 
         from hyperinverter_gui.editing.edits import save_ganspace
+        from hyperinverter_gui.editing.library import generator_key, save_computed_ganspace
 
         _refuse_existing([args.output], args.overwrite)
         if args.samples < 2 or args.components < 1:
@@ -559,11 +577,16 @@ def cmd_directions(args: argparse.Namespace) -> int:
         front.load(need_inverter=False)
         with tqdm(total=args.samples, unit="z", file=sys.stderr) as bar:
             pca = front.engine.compute_ganspace(args.samples, args.components, args.seed, progress=bar.update)
-        save_ganspace(pca, args.output)
-        print(f"wrote {args.output}: {pca.num_components} components, top std "
+        if args.output is not None:
+            written = save_ganspace(pca, args.output)
+        else:
+            g = front.engine.files.generator
+            written = save_computed_ganspace(pca, generator_key(g), generator_name=g.name, samples=args.samples,
+                                             seed=args.seed)
+        print(f"wrote {written}: {pca.num_components} components, top std "
               f"{', '.join(f'{v:.3f}' for v in pca.std[:3].tolist())}", file=sys.stderr)
         return 0
-    raise HyperInverterError("use `hyperinverter directions list` or `hyperinverter directions ganspace ...`")
+    raise HyperInverterError("use `hyperinverter directions list|download` or `hyperinverter directions ganspace ...`")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

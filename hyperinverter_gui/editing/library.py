@@ -3,10 +3,17 @@
 Direction files are looked up in the drop folders (a checkout's ``directions/``, then the per-user
 ``directions`` folder; see ``host.paths``). A folder given explicitly (``--directions DIR``) is the
 only one searched, and its own ``manifest.toml``, if it has one, replaces the packaged manifest.
+
+The packaged manifest also lists, under ``[[download]]``, where each published direction file comes
+from and its checksum (:func:`direction_downloads`; the front ends fetch them with the model
+downloader). GANSpace computed for a generator without published directions is cached in the
+per-user ``directions/computed`` folder (:func:`save_computed_ganspace`) with a generated manifest,
+and appears as sliders whenever that generator is used (``load_library(generator_key=...)``).
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -44,6 +51,41 @@ def default_directions_dir() -> Path:
 def packaged_manifest() -> Traversable:
     """The manifest of the directions the upstream projects publish, shipped inside the package."""
     return resources.files("hyperinverter_gui.editing") / "directions.toml"
+
+
+def _read_toml(path: Path | Traversable) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise HyperInverterError(f"{path}: not valid TOML ({e})") from None
+
+
+@dataclass
+class DirectionDownload:
+    """A published direction file: where it comes from, its checksum, and the generator family it fits."""
+
+    name: str
+    file: str
+    url: str
+    sha256: str = ""
+    size: int | None = None
+    generator: str = ""
+    description: str = ""
+    default: bool = False
+
+
+def direction_downloads(manifest: Path | Traversable | None = None) -> list[DirectionDownload]:
+    """The ``[[download]]`` entries of the packaged manifest (or of ``manifest``)."""
+    path = manifest if manifest is not None else packaged_manifest()
+    if not path.is_file():
+        return []
+    out = []
+    for d in _read_toml(path).get("download", []):
+        try:
+            out.append(DirectionDownload(**{k: v for k, v in d.items() if k in DirectionDownload.__dataclass_fields__}))
+        except TypeError as e:
+            raise HyperInverterError(f"{path}: bad download entry {d.get('name', '?')}: {e}") from None
+    return out
 
 
 @dataclass
@@ -103,11 +145,11 @@ def read_manifest(folder: Path | None = None) -> list[SliderSpec]:
         path = Path(folder) / MANIFEST_NAME
     if not path.is_file():
         return []
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise HyperInverterError(f"{path}: not valid TOML ({e})") from None
+    data = _read_toml(path)
     specs = [SliderSpec.from_toml(d, str(path)) for d in data.get("slider", [])]
+    urls = {d.get("file"): d.get("url", "") for d in data.get("download", []) if isinstance(d, dict)}
+    for spec in specs:
+        spec.url = spec.url or str(urls.get(spec.file, ""))
     names = [s.name for s in specs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
@@ -122,23 +164,108 @@ def _find(name: str, folders: list[Path]) -> Path | None:
     return None
 
 
+# ----------------------------------------------------------------------------
+# GANSpace computed for a generator
+
+COMPUTED_SLIDERS = 10  # the first components of a computed PCA offered as sliders
+
+
+def computed_dir() -> Path:
+    """Where GANSpace computed for a generator is cached (per user: it depends on the generator only)."""
+    return user_directions_dir() / "computed"
+
+
+def generator_key(path: str | Path) -> str:
+    """A name for a generator file's computed directions: its name and size (cheap; survives a copy)."""
+    p = Path(path)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", p.stem).strip("._") or "generator"
+    return f"{stem}-{p.stat().st_size}"
+
+
+def computed_files(key: str, folder: Path | None = None) -> tuple[Path, Path]:
+    """(PCA file, its generated manifest) of generator ``key``."""
+    d = Path(folder) if folder is not None else computed_dir()
+    return d / f"{key}_pca.pt", d / f"{key}_pca.toml"
+
+
+def save_computed_ganspace(pca: GanspacePCA, key: str, *, generator_name: str = "", samples: int = 0,
+                           seed: int = 0, sliders: int = COMPUTED_SLIDERS, folder: Path | None = None) -> Path:
+    """Cache ``pca`` for generator ``key`` with a manifest of its first ``sliders`` components (over all ws).
+
+    Both files are written atomically, the manifest last: a half-finished save is never picked up.
+    Returns the manifest's path.
+    """
+    from hyperinverter_gui.editing.edits import save_ganspace
+    from hyperinverter_gui.media.atomic import atomic_write
+
+    pt, toml = computed_files(key, folder)
+    pt.parent.mkdir(parents=True, exist_ok=True)
+    save_ganspace(pca, pt)
+    lines = [
+        "# GANSpace computed by HyperInverter Studio for one generator; delete this file and the .pt",
+        "# beside it to compute it again. Values are in standard deviations along each component.",
+        "[ganspace]",
+        f"generator = {_toml_str(generator_name)}",
+        f"key = {_toml_str(key)}",
+        f"samples = {int(samples)}",
+        f"seed = {int(seed)}",
+        f"components = {pca.num_components}",
+        "",
+    ]
+    for c in range(min(sliders, pca.num_components)):
+        lines += [
+            "[[slider]]",
+            f'name = "pc{c + 1}"',
+            f'label = "Component {c + 1}"',
+            'group = "GANSpace (computed for this generator)"',
+            'kind = "ganspace"',
+            f"file = {_toml_str(pt.name)}",
+            f"component = {c}",
+            "layer_start = 0",
+            "range = [-5.0, 5.0]",
+            "step = 0.1",
+            "",
+        ]
+    text = "\n".join(lines)
+    return atomic_write(toml, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), ".toml")
+
+
+def _toml_str(s: str) -> str:
+    import json
+
+    return json.dumps(s)  # a JSON string is a valid TOML basic string
+
+
+def _computed_specs(key: str | None) -> list[SliderSpec]:
+    if key is None:
+        return []
+    _, toml = computed_files(key)
+    if not toml.is_file():
+        return []
+    return [SliderSpec.from_toml(d, str(toml)) for d in _read_toml(toml).get("slider", [])]
+
+
 def load_library(
-    folder: str | Path | None = None, num_ws: int | None = None, img_resolution: int | None = None
+    folder: str | Path | None = None, num_ws: int | None = None, img_resolution: int | None = None,
+    generator_key: str | None = None,
 ) -> DirectionLibrary:
     """Read the manifest and the direction files in ``folder``.
 
     With ``num_ws``/``img_resolution`` given, sliders made for another generator
     (other resolution, layer ranges beyond num_ws) are skipped with a reason.
     Unlisted ``*.pt`` tensors become InterFaceGAN sliders named after the file.
+    With ``generator_key``, GANSpace computed for that generator adds its sliders.
     """
     folders = [Path(folder)] if folder is not None else directions_dirs()
     lib = DirectionLibrary()
     lib.specs = read_manifest(Path(folder) if folder is not None else None)
+    computed = [s for s in _computed_specs(generator_key) if s.name not in {m.name for m in lib.specs}]
     pca_cache: dict[str, GanspacePCA] = {}
     listed_files = set()
-    for spec in lib.specs:
+    computed_ids = {id(s) for s in computed}
+    for spec in lib.specs + computed:
         listed_files.add(spec.file)
-        path = _find(spec.file, folders)
+        path = _find(spec.file, [computed_dir()] if id(spec) in computed_ids else folders)
         if path is None:
             lib.missing.append(spec)
             continue
@@ -153,10 +280,10 @@ def load_library(
                 d = Direction(spec.name, vec, "interfacegan", layer_start=spec.layer_start,
                               layer_stop=spec.layer_stop, **kwargs)
             else:
-                if spec.file not in pca_cache:
-                    pca_cache[spec.file] = load_ganspace(path)
+                if str(path) not in pca_cache:
+                    pca_cache[str(path)] = load_ganspace(path)
                 assert spec.component is not None
-                d = ganspace_direction(pca_cache[spec.file], spec.component, spec.layer_start, spec.layer_stop,
+                d = ganspace_direction(pca_cache[str(path)], spec.component, spec.layer_start, spec.layer_stop,
                                        spec.name, **kwargs)
             if num_ws is not None:
                 d.delta(num_ws, 0.0)  # validates the layer range and per-layer count

@@ -13,12 +13,21 @@ from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from hyperinverter_gui.errors import HyperInverterError, ImageFileError
 from hyperinverter_gui.media.atomic import atomic_write
+from hyperinverter_gui.media.heif import HEIF_SUFFIXES, INSTALL_HINT, register_heif
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+#: photos the editor and the command line open (HEIC/HEIF through pillow-heif, see media/heif.py)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"} | HEIF_SUFFIXES
+
+
+def unreadable_message(path: Path) -> str:
+    """What to say about a file PIL cannot identify (HEIC without pillow-heif gets the install hint)."""
+    if path.suffix.lower() in HEIF_SUFFIXES and not register_heif():
+        return f"{path.name}: {INSTALL_HINT}"
+    return f"{path.name} is not an image file (or a format this app cannot read)"
 
 
 def read_rgb(path: str | Path) -> Image.Image:
-    """Open any common photo as an 8-bit RGB PIL image, honouring EXIF orientation."""
+    """Open any common photo (HEIC/HEIF too) as an 8-bit RGB PIL image, honouring EXIF orientation."""
     path = Path(path)
     if not path.exists():
         raise ImageFileError(f"image not found: {path}")
@@ -29,7 +38,7 @@ def read_rgb(path: str | Path) -> Image.Image:
             im.load()
             im = ImageOps.exif_transpose(im)
     except UnidentifiedImageError:
-        raise ImageFileError(f"{path.name} is not an image file (or a format this app cannot read)") from None
+        raise ImageFileError(unreadable_message(path)) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageFileError(f"{path.name} is truncated or corrupt ({e})") from None
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
