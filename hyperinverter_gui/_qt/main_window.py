@@ -465,9 +465,15 @@ class MainWindow(QMainWindow):
         self.photo_view.set_overlay([f.box for f in s.faces], s.face_index, s.points5,
                                     s.detector == "haar" or (s.points5 is not None and not s.faces))
         # which landmark source placed the points (dlib, FAN, Haar, by hand), after the file name
-        parts = (s.photo_path.name if s.photo_path else "",
-                 landmark_caption(s.detector, s.faces, s.face_index, s.points5))
+        source = landmark_caption(s.detector, s.faces, s.face_index, s.points5)
+        # The caption stays short enough for a narrow photo pane; the full description is the tooltip.
+        short = source.split(" (")[0] + (" (approximate)" if "approximate" in source else "")
+        parts = (s.photo_path.name if s.photo_path else "", short)
         self.photo_view.caption = " · ".join(p for p in parts if p)
+        if not hasattr(self, "_photo_help"):
+            self._photo_help = self.photo_view.base_tooltip
+        self.photo_view.base_tooltip = (source[:1].upper() + source[1:] + "\n" if source else "") + self._photo_help
+        self.photo_view.setToolTip(self.photo_view.base_tooltip)
         self.photo_view.update()
 
     def _on_alignment(self) -> None:
