@@ -268,6 +268,10 @@ class MainWindow(QMainWindow):
         self.interp.alpha.setAccessibleName("Interpolation position, from A to B")
         self.interp.steps.setAccessibleName("Frames in the sequence")
         self.tabs.addTab(self.interp, "Interpolate")
+        from hyperinverter_gui._qt.video_tab import VideoPanel  # the Video tab: a face edited through a clip
+
+        self.video = VideoPanel(self)
+        self.tabs.addTab(self.video, "Video")
         self.setCentralWidget(central)
 
         # --- menus and actions

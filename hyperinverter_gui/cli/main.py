@@ -93,6 +93,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from hyperinverter_gui.cli.alignment import add_parsers as add_alignment_parsers
 
     add_alignment_parsers(sub)
+    from hyperinverter_gui.cli.video import add_parser as add_video_parser
+
+    add_video_parser(sub)
 
     wt = sub.add_parser("weights", help="list, find and download model files")
     wsub = wt.add_subparsers(dest="weights_command")
@@ -604,6 +607,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from hyperinverter_gui.cli.alignment import run as run_alignment
 
             return run_alignment(args)
+        if args.command == "video":
+            from hyperinverter_gui.cli.video import run as run_video
+
+            return run_video(args)
         if args.command == "invert":
             return cmd_invert(args)
         if args.command == "edit":
