@@ -102,6 +102,7 @@ class VideoPanel(QWidget):
         vl = QGridLayout(views)
         vl.setContentsMargins(0, 0, 0, 0)
         self.before_view = PhotoView()
+        self.before_view.placeholder = "Open a clip: its frame at the playhead appears here"
         self.before_view.base_tooltip = "The frame at the playhead, with the faces found in it"
         self.before_view.setToolTip(self.before_view.base_tooltip)
         self.before_view.setAccessibleName("Frame at the playhead")
