@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -261,6 +262,13 @@ def main() -> None:
         return
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-session-"))
+    try:
+        measure(args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # models, cache and inputs: about 1.5 GB at FFHQ size
+
+
+def measure(args, tmp: Path) -> None:
     if args.models is None:
         args.models = str(tmp / "models")
         print(f"writing random FFHQ-shaped models to {args.models} ...", flush=True)

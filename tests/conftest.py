@@ -92,3 +92,49 @@ def astronaut():
     from skimage import data
 
     return data.astronaut()
+
+
+EDITOR_TIMEOUT_MS = 120_000  # inversions take a few seconds on a loaded 2-core machine
+
+
+@pytest.fixture()
+def directions_dir(tmp_path) -> Path:
+    """A directions folder with one seeded InterFaceGAN slider, "age" (range -5..5)."""
+    d = tmp_path / "directions"
+    d.mkdir()
+    g = torch.Generator().manual_seed(11)
+    torch.save(torch.randn(1, 512, generator=g) * 0.5, d / "age.pt")
+    (d / "manifest.toml").write_text('[[slider]]\nname = "age"\nlabel = "Age"\ngroup = "InterFaceGAN"\n'
+                                     'kind = "interfacegan"\nfile = "age.pt"\nrange = [-5.0, 5.0]\n')
+    return d
+
+
+@pytest.fixture()
+def open_editor(qtbot, tmp_path, model_dir, monkeypatch):
+    """Opens the editor window with the tiny models loaded (exact float32 frames, so tests can
+    compare pixels): ``open_editor(directions, size=None)``; None keeps the default geometry.
+    Windows it opened are shut down after the test."""
+    from PySide6.QtCore import QSettings
+
+    from hyperinverter_gui._qt.main_window import MainWindow
+
+    opened = []
+
+    def make(directions: Path, size=None):
+        monkeypatch.setenv("HYPERINVERTER_CACHE", str(tmp_path / "cache"))
+        settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+        settings.setValue("precision", "float32")
+        win = MainWindow(settings, directions_dir=directions)
+        qtbot.addWidget(win)
+        opened.append(win)
+        with qtbot.waitSignal(win.modelsLoaded, timeout=EDITOR_TIMEOUT_MS):
+            win.models_panel.refresh(model_paths={"generator": model_dir / "G.pkl",
+                                                  "inverter": model_dir / "HI.pt"})
+        if size is not None:
+            win.resize(*size)
+        win.show()
+        return win
+
+    yield make
+    for win in opened:
+        win.shutdown()

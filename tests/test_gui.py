@@ -22,31 +22,9 @@ LONG = 120_000  # ms; inversions take a few seconds on a loaded 2-core machine
 
 
 @pytest.fixture()
-def directions_dir(tmp_path):
-    d = tmp_path / "directions"
-    d.mkdir()
-    g = torch.Generator().manual_seed(11)
-    torch.save(torch.randn(1, 512, generator=g) * 0.5, d / "age.pt")
-    (d / "manifest.toml").write_text('[[slider]]\nname = "age"\nlabel = "Age"\ngroup = "InterFaceGAN"\n'
-                                     'kind = "interfacegan"\nfile = "age.pt"\nrange = [-5.0, 5.0]\n')
-    return d
-
-
-@pytest.fixture()
-def window(qtbot, tmp_path, model_dir, directions_dir, offline, monkeypatch):
-    from hyperinverter_gui._qt.main_window import MainWindow
-
-    monkeypatch.setenv("HYPERINVERTER_CACHE", str(tmp_path / "cache"))
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-    settings.setValue("precision", "float32")  # exact frames, so tests can compare pixels
-    win = MainWindow(settings, directions_dir=directions_dir)
-    qtbot.addWidget(win)
-    with qtbot.waitSignal(win.modelsLoaded, timeout=LONG):
-        win.models_panel.refresh(model_paths={"generator": model_dir / "G.pkl", "inverter": model_dir / "HI.pt"})
-    win.resize(1200, 800)
-    win.show()
-    yield win
-    win.shutdown()
+def window(qtbot, open_editor, directions_dir, offline):
+    win = open_editor(directions_dir, size=(1200, 800))
+    return win
 
 
 @pytest.fixture()

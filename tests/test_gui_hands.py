@@ -24,7 +24,7 @@ from PIL import Image
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt  # noqa: E402
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QMouseEvent, QWheelEvent  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget  # noqa: E402
@@ -415,32 +415,11 @@ def test_at_200_percent_display_scaling_100_percent_is_one_image_pixel_per_scree
 
 
 @pytest.fixture()
-def directions_dir(tmp_path):
-    d = tmp_path / "directions"
-    d.mkdir()
-    g = torch.Generator().manual_seed(11)
-    torch.save(torch.randn(1, 512, generator=g) * 0.5, d / "age.pt")
-    (d / "manifest.toml").write_text('[[slider]]\nname = "age"\nlabel = "Age"\ngroup = "InterFaceGAN"\n'
-                                     'kind = "interfacegan"\nfile = "age.pt"\nrange = [-5.0, 5.0]\n')
-    return d
-
-
-@pytest.fixture()
-def window(qtbot, tmp_path, model_dir, directions_dir, offline, monkeypatch):
+def window(qtbot, open_editor, directions_dir, offline):
     """The editor at its default size (no saved geometry), models loaded."""
-    from hyperinverter_gui._qt.main_window import MainWindow
-
-    monkeypatch.setenv("HYPERINVERTER_CACHE", str(tmp_path / "cache"))
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-    settings.setValue("precision", "float32")
-    win = MainWindow(settings, directions_dir=directions_dir)
-    qtbot.addWidget(win)
-    with qtbot.waitSignal(win.modelsLoaded, timeout=LONG):
-        win.models_panel.refresh(model_paths={"generator": model_dir / "G.pkl", "inverter": model_dir / "HI.pt"})
-    win.show()
+    win = open_editor(directions_dir)
     qtbot.waitExposed(win)
-    yield win
-    win.shutdown()
+    return win
 
 
 def _idle(qtbot, win):

@@ -243,12 +243,8 @@ def test_folder_batch_on_a_worker_thread(engine, folder, tmp_path, age, offline)
 
 
 @pytest.fixture()
-def window(qtbot, tmp_path, model_dir, offline, monkeypatch):
+def window(open_editor, tmp_path, offline, monkeypatch):
     pytest.importorskip("pytestqt")
-    from PySide6.QtCore import QSettings
-
-    from hyperinverter_gui._qt.main_window import MainWindow
-
     d = tmp_path / "directions"
     d.mkdir()
     g = torch.Generator().manual_seed(11)
@@ -257,18 +253,8 @@ def window(qtbot, tmp_path, model_dir, offline, monkeypatch):
     (d / "manifest.toml").write_text(
         '[[slider]]\nname = "age"\nkind = "interfacegan"\nfile = "age.pt"\nrange = [-5.0, 5.0]\n\n'
         '[[slider]]\nname = "smile"\nkind = "interfacegan"\nfile = "smile.pt"\nrange = [-5.0, 5.0]\n')
-    monkeypatch.setenv("HYPERINVERTER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))  # the presets file of this test
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-    settings.setValue("precision", "float32")
-    win = MainWindow(settings, directions_dir=d)
-    qtbot.addWidget(win)
-    with qtbot.waitSignal(win.modelsLoaded, timeout=LONG):
-        win.models_panel.refresh(model_paths={"generator": model_dir / "G.pkl", "inverter": model_dir / "HI.pt"})
-    win.resize(1200, 800)
-    win.show()
-    yield win
-    win.shutdown()
+    return open_editor(d, size=(1200, 800))
 
 
 def test_save_and_apply_a_preset_in_the_editor(qtbot, window, monkeypatch):

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 pytest.importorskip("av")
 
-from PySide6.QtCore import QEvent, QPointF, QSettings, Qt  # noqa: E402
+from PySide6.QtCore import QEvent, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QMouseEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication, QStyle, QStyleOptionSlider  # noqa: E402
 from test_video_clips import audio_packets, decoded_frames, frame, write_clip  # noqa: E402
@@ -25,31 +24,10 @@ FACES = (3, 4)  # the frames of the clip that show the face
 
 
 @pytest.fixture()
-def directions_dir(tmp_path):
-    d = tmp_path / "directions"
-    d.mkdir()
-    torch.save(torch.randn(1, 512, generator=torch.Generator().manual_seed(11)) * 0.5, d / "age.pt")
-    (d / "manifest.toml").write_text('[[slider]]\nname = "age"\nlabel = "Age"\ngroup = "InterFaceGAN"\n'
-                                     'kind = "interfacegan"\nfile = "age.pt"\nrange = [-5.0, 5.0]\n')
-    return d
-
-
-@pytest.fixture()
-def window(qtbot, tmp_path, model_dir, directions_dir, offline, monkeypatch):
-    from hyperinverter_gui._qt.main_window import MainWindow
-
-    monkeypatch.setenv("HYPERINVERTER_CACHE", str(tmp_path / "cache"))
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-    settings.setValue("precision", "float32")
-    win = MainWindow(settings, directions_dir=directions_dir)
-    qtbot.addWidget(win)
-    with qtbot.waitSignal(win.modelsLoaded, timeout=LONG):
-        win.models_panel.refresh(model_paths={"generator": model_dir / "G.pkl", "inverter": model_dir / "HI.pt"})
-    win.resize(1360, 860)
-    win.show()
+def window(qtbot, open_editor, directions_dir, offline):
+    win = open_editor(directions_dir, size=(1360, 860))
     win.tabs.setCurrentWidget(win.video)
-    yield win
-    win.shutdown()
+    return win
 
 
 @pytest.fixture()
