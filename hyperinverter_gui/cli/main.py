@@ -96,6 +96,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from hyperinverter_gui.cli.video import add_parser as add_video_parser
 
     add_video_parser(sub)
+    from hyperinverter_gui.cli.batch import add_parser as add_batch_parser
+
+    add_batch_parser(sub)
 
     wt = sub.add_parser("weights", help="list, find and download model files")
     wsub = wt.add_subparsers(dest="weights_command")
@@ -607,6 +610,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from hyperinverter_gui.cli.alignment import run as run_alignment
 
             return run_alignment(args)
+        if args.command == "batch":
+            from hyperinverter_gui.cli.batch import run as run_batch
+
+            return run_batch(args)
         if args.command == "video":
             from hyperinverter_gui.cli.video import run as run_video
 

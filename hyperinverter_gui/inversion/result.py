@@ -69,7 +69,7 @@ class InversionResult:
 
 def save_inversion(result: InversionResult, path: str | Path, metadata: Mapping[str, str] | None = None) -> Path:
     """Write a result as safetensors: ``w``, ``phase1``, ``image``, ``delta.<parameter name>``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {
         "w": result.w.detach().float().cpu().contiguous(),
@@ -80,7 +80,26 @@ def save_inversion(result: InversionResult, path: str | Path, metadata: Mapping[
         tensors[f"delta.{k}"] = v.detach().float().cpu().contiguous()
     meta = {"format": INVERSION_FORMAT, **result.metadata, **dict(metadata or {})}
     meta = {str(k): str(v) for k, v in meta.items()}
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta), ".safetensors")
+    blob = canonical_safetensors(save(tensors, metadata=meta))
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob), ".safetensors")
+
+
+def canonical_safetensors(blob: bytes) -> bytes:
+    """The same safetensors file with its JSON header in one fixed form (keys sorted).
+
+    The writer keeps the metadata in a hash map whose order changes from process to process; a
+    fixed header makes one inversion give one file, bit for bit, whichever process wrote it
+    (batches compare outputs by SHA-256). The data offsets are relative to the data section, which
+    is untouched; the header is padded with spaces to 8 bytes, as the format allows.
+    """
+    import json
+    import struct
+
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + blob[8 + n:]
 
 
 def load_inversion(path: str | Path) -> InversionResult:
