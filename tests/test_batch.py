@@ -257,11 +257,15 @@ def test_another_recipe_into_the_same_folder_is_refused(batch_case, capsys):
 def test_outputs_never_replace_inputs_or_unknown_files(tmp_path, model_dir, capsys):
     photos = tmp_path / "photos"
     touch_photo(photos / "a.png", 32)
-    lst = tmp_path / "l.txt"
-    lst.write_text(f"{photos / 'a.png'}\n")
+    lst = photos / "list.txt"  # a list beside the photos, and the output folder there too
+    lst.write_text("a.png\n")
     models = ["-g", str(model_dir / "G.pkl"), "-c", str(model_dir / "HI.pt"), "--no-align"]
+    photos_before = tree_hashes(photos)
     assert main(["batch", str(lst), "-o", str(photos), *models, "--overwrite"]) == 2
     assert "would replace the input" in capsys.readouterr().err
+    assert main(["batch", str(photos), "-o", str(photos / "."), *models, "--overwrite"]) == 2
+    assert "is the input folder" in capsys.readouterr().err
+    assert tree_hashes(photos) == photos_before and sorted(p.name for p in photos.iterdir()) == ["a.png", "list.txt"]
     other = tmp_path / "other"
     touch_photo(other / "a.png", 4)  # someone's file where the output would go
     before = tree_hashes(other)

@@ -31,9 +31,20 @@ def plan_batch(source: str | Path, out_dir: Path, batch_size: int, shard: tuple[
     replace an input is refused before any work.
     """
     inputs = collect_inputs(source, exclude=out_dir)
+    if Path(source).is_dir() and _same_folder(Path(source), out_dir):
+        # A rerun would take the outputs for photos; some would even replace photos of the same name.
+        raise BatchTableError(f"the output folder is the input folder {source}: choose another one "
+                              "(a new subfolder of it is fine)")
     items = plan_items(inputs)
     mine = shard_items(items, shard, batch_size) if shard is not None else items
     return BatchPlan(inputs, mine, len(items), shard)
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def check_outputs_apart(plan: BatchPlan, recipe: BatchRecipe) -> None:
