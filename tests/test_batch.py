@@ -346,3 +346,31 @@ def test_ray_missing_is_a_plain_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ray_executor.RayUnavailableError, match=r"\[cluster\]"):
         ray_executor._ray()
+
+
+def test_preset_and_paste_back_write_whole_photos_in_their_format(tmp_path, model_dir, astronaut, directions_dir,
+                                                                    monkeypatch):
+    from hyperinverter_gui.app.presets import PresetStore
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    PresetStore().save("Older", {"age": 2.0})
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(astronaut[:400, :400]).save(photos / "a.jpg", quality=92)
+    Image.fromarray(astronaut[10:410, 20:380]).save(photos / "b.png")
+    out = tmp_path / "out"
+    rc = main(["batch", str(photos), "-o", str(out), "-g", str(model_dir / "G.pkl"), "-c", str(model_dir / "HI.pt"),
+               "--detector", "dlib", "--preset", "Older", "--directions", str(directions_dir), "--paste-back",
+               "--parquet"])
+    assert rc == 0
+    assert Image.open(out / "a.jpg").size == (400, 400) and Image.open(out / "a.jpg").format == "JPEG"
+    assert Image.open(out / "b.png").size == (360, 400)
+    rows = table_rows(out)
+    assert [r["edits"] for r in rows] == ["age=+2", "age=+2"] and all(r["mode"] == "photo" for r in rows)
+    assert json.loads((out / "batch.json").read_text())["edits"] == "age=+2"
+    assert (out / "results.parquet").exists()
+    # Away from the face the photo is the original (the edited face is pasted back only there).
+    a_in = np.asarray(Image.open(photos / "b.png")).astype(int)
+    a_out = np.asarray(Image.open(out / "b.png")).astype(int)
+    assert np.abs(a_in[-20:, :40] - a_out[-20:, :40]).max() <= 1
+    assert np.abs(a_in - a_out).max() > 10
