@@ -21,3 +21,24 @@ class ModelMismatchError(ModelFileError):
 
 class ImageFileError(HyperInverterError):
     """An input image is missing, unreadable or not an image."""
+
+
+class ModelStructureError(ModelFileError):
+    """A model file's structure goes beyond what any real model needs (too deep, too many
+    objects, a cycle, a tensor larger than its storage); refused before the work can explode."""
+
+
+class NonFiniteWeightsError(ModelFileError):
+    """A model file holds NaN or infinite weights; it would render garbage (a flat black image)."""
+
+
+class InversionFileError(ModelFileError):
+    """A saved inversion (``.safetensors``) is missing, truncated, malformed or holds bad numbers."""
+
+
+class SessionFileError(HyperInverterError):
+    """An editing session file is damaged or malformed; the message names the file and the field."""
+
+
+class ManifestError(HyperInverterError):
+    """A manifest (``models.toml``, a directions ``manifest.toml``) holds a malformed entry or value."""

@@ -94,7 +94,9 @@ def test_cli_uses_discovered_models(weights_dir, tmp_path, photos, capsys):
 def test_cli_without_models_says_what_to_download(tmp_path, monkeypatch, photos, capsys):
     monkeypatch.setenv("HYPERINVERTER_WEIGHTS", str(tmp_path / "none"))
     monkeypatch.setenv("HYPERINVERTER_USER_WEIGHTS", str(tmp_path / "none2"))
-    (tmp_path / "face.png").write_bytes(b"")
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (128, 128, 128)).save(tmp_path / "face.png")  # a real photo: the models are missing
     assert main(["invert", str(tmp_path / "face.png"), "--no-align", "-o", str(tmp_path / "o.png")]) == 2
     err = capsys.readouterr().err
     assert "no StyleGAN2 generator found" in err or "no HyperInverter checkpoint found" in err

@@ -79,11 +79,17 @@ def main(argv: list[str] | None = None, photo: str | None = None) -> int:
     logging.getLogger(__name__).info("starting; log file %s", path)
 
     def excepthook(exc_type, exc, tb):
-        # Never a traceback dialog or a silent death: log it and tell the user.
-        logging.getLogger("hyperinverter_gui").error("unexpected error", exc_info=(exc_type, exc, tb))
+        # Never a traceback dialog or a silent death: log it and tell the user in the error banner.
+        from hyperinverter_gui.host.log import unexpected_message
+
+        if exc is not None and exc.__traceback__ is None:
+            exc = exc.with_traceback(tb)
+        message = unexpected_message(exc, "handling that action")
         win = getattr(app, "main_window", None)
         if win is not None:
-            win.show_error(f"unexpected error: {exc_type.__name__}: {exc} (details in {path})")
+            win.show_error(message)
+        else:
+            print(f"error: {message}", file=sys.stderr)
 
     sys.excepthook = excepthook
     app.setApplicationName("HyperInverter Studio")

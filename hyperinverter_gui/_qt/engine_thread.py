@@ -12,7 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from hyperinverter_gui.app.jobs import Job, JobManager, run_job
+from hyperinverter_gui.app.jobs import Job, JobManager, failure_message, run_job
 
 
 class _EngineSide(QObject):
@@ -35,6 +35,7 @@ class QtExecutor(QObject):
 
     _submit = Signal(object)
     notice = Signal(str)  # something the engine wants the user to know (on the GUI thread)
+    error = Signal(str)  # a view failed while taking a job's answer (one line; logged with the traceback)
 
     def __init__(self, engine: Any, manager: JobManager, parent: QObject | None = None):
         super().__init__(parent)
@@ -55,7 +56,10 @@ class QtExecutor(QObject):
 
     @Slot(object, str, object)
     def _deliver(self, job: Job, kind: str, payload: Any) -> None:
-        self.manager.deliver(job, kind, payload)
+        try:
+            self.manager.deliver(job, kind, payload)
+        except Exception as e:  # noqa: BLE001 - the boundary for the views' callbacks
+            self.error.emit(failure_message(e, job.purpose))
 
     def shutdown(self) -> None:
         """Cancel what is queued or running, then stop the thread (waits for the running stage)."""

@@ -52,9 +52,35 @@ from hyperinverter_gui.app.undo import ResetValues, SetValue
 from hyperinverter_gui.editing.library import generator_key, load_library
 from hyperinverter_gui.engine import Engine, EngineInfo, ModelFiles
 from hyperinverter_gui.errors import HyperInverterError
-from hyperinverter_gui.media.images import IMAGE_SUFFIXES, tensor_to_uint8
+from hyperinverter_gui.media.images import IMAGE_SUFFIXES, check_image_header, tensor_to_uint8
 
 log = logging.getLogger(__name__)
+
+
+def guarded(doing: str) -> Callable:
+    """An editor action that never escapes as a traceback: a user-facing error becomes the error
+    banner; anything else is logged with its traceback and the banner names the log file. The
+    window stays as it was (the action is dropped, nothing else changes)."""
+    import functools
+
+    def wrap(action: Callable) -> Callable:
+        @functools.wraps(action)
+        def run(self, *args, **kwargs):
+            try:
+                return action(self, *args, **kwargs)
+            except HyperInverterError as e:
+                self.show_error(str(e))
+            except Exception as e:  # noqa: BLE001 - the editor's boundary
+                from hyperinverter_gui.app.jobs import failure_message
+
+                self.show_error(failure_message(e, doing))
+            return None
+
+        return run
+
+    return wrap
+
+
 VIEW_MODES = ("Edited", "Phase I", "Aligned photo", "Swipe: photo | edited", "Side by side: HyperInverter | HyperStyle")
 BACKENDS = ("hyperinverter", "hyperstyle")
 
@@ -349,6 +375,7 @@ class MainWindow(QMainWindow):
         self.jobs = JobManager()
         self.executor = QtExecutor(self.engine, self.jobs, self)
         self.executor.notice.connect(self.show_notice)
+        self.executor.error.connect(self.show_error)
 
     def submit(self, purpose: str, run: Callable[[Engine, Any], Any], *, supersede: bool = True, **answers) -> Job:
         """Queue model work for the engine thread; ``answers`` are Job callbacks (run on this thread)."""
@@ -402,9 +429,25 @@ class MainWindow(QMainWindow):
         try:
             lib = load_library(self.directions_dir, num_ws=info.num_ws, img_resolution=info.resolution,
                                generator_key=generator_key(gen) if gen is not None else None)
-        except HyperInverterError as e:
-            self.show_error(str(e))
+        except Exception as e:  # noqa: BLE001 - a direction file that turned bad: say so, keep the sliders
+            from hyperinverter_gui.app.jobs import failure_message
+
+            message = str(e) if isinstance(e, HyperInverterError) else failure_message(e, "reading the directions")
+            if self.directions:
+                message += " (the sliders loaded before are kept)"
+            self.show_error(message)
+            if self.directions:
+                return
             lib = None
+        if lib is not None and self.directions:
+            # A file behind a slider in use turned bad (damaged, NaN, replaced): say why, and keep
+            # the direction loaded before, which is intact in memory.
+            broken = {name: why for name, why in lib.skipped if name in self.directions and name not in lib.directions}
+            for name, why in broken.items():
+                lib.directions[name] = self.directions[name]
+            if broken:
+                self.show_error(f"{'; '.join(f'{n}: {why}' for n, why in broken.items())} "
+                                "(the sliders loaded before are kept)")
         self.directions = lib.directions if lib else {}
         self.slider_panel.set_directions(self.directions, num_ws=info.num_ws)
         for name in self.slider_panel.sliders:
@@ -506,6 +549,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ opening photos
 
+    @guarded("opening a photo")
     def open_dialog(self) -> None:
         start = str(self.settings.value("last_folder", str(Path.home())))
         pattern = "Images (" + " ".join(f"*{s} *{s.upper()}" for s in sorted(IMAGE_SUFFIXES)) + ")"
@@ -514,23 +558,36 @@ class MainWindow(QMainWindow):
             self.open_photo(Path(path))
 
     def open_photo(self, path: Path) -> None:
-        """Open a photo (cancelling whatever runs for the previous one): align, then invert."""
+        """Open a photo (cancelling whatever runs for the previous one): align, then invert.
+
+        The file's header is checked first: a file that is no photo (a folder, a pipe, a text file,
+        a decompression bomb) is refused with the error banner and the photo being edited stays."""
         path = Path(path)
         if path.suffix == SESSION_SUFFIX:
             self.open_session(path)
+            return
+        try:
+            check_image_header(path)
+        except HyperInverterError as e:
+            self.show_error(str(e))
             return
         self.settings.setValue("last_folder", str(path.parent))
         self._remember_recent(path)
         self.error_banner.hide()
         self.notice_banner.hide()
-        self.undo_stack.clear()
         self.jobs.cancel("compare")
+        # The photo being edited is replaced only once the new one has been read (see _aligned):
+        # a file that turns out truncated or corrupt leaves the session as it was.
+        self._align(path=path)
+
+    def _start_new_photo(self, path: Path) -> None:
+        """The new photo was read: drop everything derived from the previous one."""
+        self.undo_stack.clear()
         self.results_by_backend = {}
         self._displayed_edit = None
         self.session.reset_photo(path, None)
         self.result_view.set_image(None)
         self.setWindowTitle(f"{path.name} — HyperInverter Studio")
-        self._align(path=path)
 
     def _align(self, *, path: Path | None = None, points5: np.ndarray | None = None, face_index: int = 0) -> Job:
         rgb = None if path is not None else self.session.photo_rgb
@@ -541,10 +598,12 @@ class MainWindow(QMainWindow):
 
         self.cancel_button.setEnabled(True)
         self._progress("Aligning", 0.01)
-        return self.submit("photo", run, on_done=self._aligned, on_failed=self._photo_failed,
-                           on_progress=self._progress)
+        return self.submit("photo", run, on_done=lambda out: self._aligned(out, new_photo=path),
+                           on_failed=self._photo_failed, on_progress=self._progress)
 
-    def _aligned(self, out: AlignOutcome) -> None:
+    def _aligned(self, out: AlignOutcome, new_photo: Path | None = None) -> None:
+        if new_photo is not None:
+            self._start_new_photo(new_photo)
         s = self.session
         if out.rgb is not None:
             s.set_photo_rgb(out.rgb)
@@ -832,7 +891,7 @@ class MainWindow(QMainWindow):
         if mode == "photo" and (s.transform is None or s.photo_rgb is None):
             raise HyperInverterError("the original photo is not available for paste-back")
         req = EditExport(s.inversion, s.edits(self.directions), path, mode, self.export_metadata(), s.photo_rgb,
-                         s.transform, s.photo_path, overwrite=True,
+                         s.transform, s.photo_path, overwrite=overwrite,
                          edited=self._exact_frame())
 
         def done(written: Path) -> None:
@@ -840,9 +899,14 @@ class MainWindow(QMainWindow):
             self.stage_label.setText(f"exported {written.name}")
             self.exported.emit(written)
 
+        def failed(message: str) -> None:
+            self.progress.setValue(0)
+            self.stage_label.setText("export failed")
+            self.show_error(message)
+
         self.stage_label.setText("exporting…")
         return self.submit("export", lambda engine, ctx: export_edit(engine, req, ctx.progress), on_done=done,
-                           on_failed=self.show_error, on_progress=self._progress)
+                           on_failed=failed, on_progress=self._progress)
 
     def _exact_frame(self) -> np.ndarray | None:
         """The exact full-resolution frame of the current sliders, when it is on screen already."""
@@ -850,6 +914,7 @@ class MainWindow(QMainWindow):
         last = getattr(self, "_last_exact", None)
         return last[1] if last is not None and last[0] == key else None
 
+    @guarded("exporting")
     def export_dialog(self, mode: str) -> None:
         if self.session.inversion is None:
             self.show_error("Nothing to export yet: open and invert a photo first.")
@@ -865,6 +930,7 @@ class MainWindow(QMainWindow):
         except HyperInverterError as e:
             self.show_error(str(e))
 
+    @guarded("saving the session")
     def save_session_dialog(self) -> None:
         if self.session.inversion is None:
             self.show_error("Nothing to save yet: open and invert a photo first.")
@@ -873,12 +939,15 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(self, "Save session", f"{stem}{SESSION_SUFFIX}",
                                               f"Editing session (*{SESSION_SUFFIX})")
         if path:
-            try:
-                self.session.save(Path(path))
-                self.statusBar().showMessage(f"session saved to {path}", 6000)
-            except HyperInverterError as e:
-                self.show_error(str(e))
+            self.save_session(Path(path))
 
+    @guarded("saving the session")
+    def save_session(self, path: Path) -> None:
+        """Write the session (inversion and slider values); a failure is a banner, the session stays open."""
+        self.session.save(Path(path))
+        self.statusBar().showMessage(f"session saved to {path}", 6000)
+
+    @guarded("opening a session")
     def open_session_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open session", "", f"Editing session (*{SESSION_SUFFIX})")
         if path:
@@ -951,9 +1020,17 @@ class MainWindow(QMainWindow):
             ev.acceptProposedAction()
 
     def dropEvent(self, ev) -> None:  # noqa: N802
-        urls = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
-        if urls:
-            self.open_photo(Path(urls[0]))
+        self._dropped([u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()],
+                      len(ev.mimeData().urls()))
+
+    @guarded("opening the dropped file")
+    def _dropped(self, paths: list[str], count: int) -> None:
+        if not paths:
+            self.show_error("Only files on this computer can be opened: drop a photo or a session file.")
+            return
+        if len(paths) > 1 or count > 1:
+            self.show_notice(f"{count} files were dropped; opening the first, {Path(paths[0]).name}")
+        self.open_photo(Path(paths[0]))
 
 
 def confirm(parent: QWidget, title: str, text: str) -> bool:

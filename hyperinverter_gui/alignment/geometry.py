@@ -41,6 +41,14 @@ SUPERSAMPLE = 4
 TRANSFORM_FORMAT = "hyperinverter-alignment-transform"
 TRANSFORM_VERSION = 1
 
+# Bounds on numbers from users and files (documented in docs/design-notes.md). Coordinates are
+# photo pixels: no photo the app can open (PIL's decompression-bomb limit) is near a million
+# pixels wide, and beyond that float64 geometry overflows into inf/NaN instead of failing.
+MAX_COORDINATE = 1_000_000.0
+MAX_SOURCE_SIDE = 1_000_000  # width/height of the photo a transform refers to
+MAX_OUTPUT_SIZE = 8192  # side of an aligned crop
+MAX_TRANSFORM_BYTES = 1 << 20  # a transform is about 1 KB of JSON
+
 #: order of the five points used everywhere in this package
 POINT_NAMES = ("left eye", "right eye", "nose tip", "left mouth corner", "right mouth corner")
 
@@ -91,6 +99,8 @@ def as_points5(points: Any) -> np.ndarray:
     key = p[[0, 1, 3, 4]]
     if not np.all(np.isfinite(key)):
         raise LandmarkError("the eye and mouth-corner landmarks must be finite numbers")
+    if np.nanmax(np.abs(p)) > MAX_COORDINATE:
+        raise LandmarkError(f"landmarks must lie within +-{MAX_COORDINATE:g} pixels; got {np.nanmax(np.abs(p)):g}")
     if not (np.isfinite(p[2]).all() or np.isnan(p[2]).all()):
         raise LandmarkError("the nose landmark must be two numbers, or left out")
     eye_to_eye = p[1] - p[0]
@@ -250,20 +260,55 @@ class AlignTransform:
     def from_dict(cls, d: Any) -> "AlignTransform":
         if not isinstance(d, dict) or d.get("format") != TRANSFORM_FORMAT:
             raise TransformFileError("not an alignment transform (made by 'hyperinverter align --save-transform')")
-        if int(d.get("version", 0)) > TRANSFORM_VERSION:
-            raise TransformFileError(f"alignment transform version {d.get('version')} is newer than this program")
-        try:
-            quad = np.array(d["quad"], dtype=np.float64)
-            size = [int(v) for v in d["source_size"]]
-            out = int(d["output_size"])
-            pts = d.get("points5")
-            pts = None if pts is None else np.array([[np.nan if v is None else v for v in p] for p in pts], float)
-        except (KeyError, TypeError, ValueError):
-            raise TransformFileError("the alignment transform is incomplete or corrupt") from None
-        if quad.shape != (4, 2) or not np.isfinite(quad).all() or len(size) != 2 or min(size) < 1 or out < 1:
-            raise TransformFileError("the alignment transform holds invalid numbers")
-        if pts is not None and pts.shape != (5, 2):
-            raise TransformFileError("the alignment transform's points5 must be five (x, y) pairs")
+        version = d.get("version", 0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise TransformFileError(f"the alignment transform's 'version' must be a whole number, not {version!r:.40}")
+        if version > TRANSFORM_VERSION:
+            raise TransformFileError(f"alignment transform version {version} is newer than this program")
+
+        def numbers(key: str, shape: tuple[int, ...], allow_null: bool = False) -> np.ndarray:
+            value = d.get(key)
+            try:
+                if allow_null:
+                    value = [[np.nan if v is None else v for v in p] for p in value]
+                # Only plain numbers: strings such as "1" are refused, not converted.
+                flat = np.asarray(value, dtype=object).reshape(-1)
+                if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
+                    raise TypeError
+                a = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError, OverflowError):
+                raise TransformFileError(f"the alignment transform is incomplete or corrupt: '{key}' is missing or "
+                                         "not numbers") from None
+            if a.shape != shape:
+                raise TransformFileError(f"the alignment transform is incomplete or corrupt: '{key}' must have "
+                                         f"shape {list(shape)}, not {list(a.shape)}")
+            finite = a[np.isfinite(a)] if allow_null else a
+            if not allow_null and not np.isfinite(a).all():
+                raise TransformFileError(f"the alignment transform's '{key}' holds non-finite numbers")
+            if finite.size and np.abs(finite).max() > MAX_COORDINATE:
+                raise TransformFileError(f"the alignment transform's '{key}' holds coordinates beyond "
+                                         f"+-{MAX_COORDINATE:g} pixels")
+            return a
+
+        quad = numbers("quad", (4, 2))
+        size_a = numbers("source_size", (2,))
+        if not (size_a == np.round(size_a)).all() or size_a.min() < 1 or size_a.max() > MAX_SOURCE_SIDE:
+            raise TransformFileError(
+                f"the alignment transform's 'source_size' must be two whole numbers in 1..{MAX_SOURCE_SIDE}")
+        size = [int(v) for v in size_a]
+        out = d.get("output_size")
+        if isinstance(out, bool) or not isinstance(out, (int, float)) or not math.isfinite(out) or out != int(out) \
+                or not 1 <= out <= MAX_OUTPUT_SIZE:
+            raise TransformFileError(
+                f"the alignment transform's 'output_size' must be a whole number in 1..{MAX_OUTPUT_SIZE}, "
+                f"not {out!r:.40}")
+        out = int(out)
+        pts = numbers("points5", (5, 2), allow_null=True) if d.get("points5") is not None else None
+        for key, kinds in (("detector", (str,)), ("source_name", (str, type(None))), ("approximate", (bool,)),
+                           ("extra", (dict, type(None)))):
+            if key in d and not isinstance(d[key], kinds):
+                raise TransformFileError(f"the alignment transform's '{key}' has the wrong type "
+                                         f"({type(d[key]).__name__})")
         tl, bl, br, tr = quad
         side = np.hypot(*(tr - tl))
         if side < 1e-6 or np.abs(br - (tr + bl - tl)).max() > 1e-3 * max(side, 1.0):
@@ -282,9 +327,11 @@ class AlignTransform:
     @classmethod
     def from_json(cls, text: str | bytes) -> "AlignTransform":
         """Parse :meth:`to_json` output; raises ``TransformFileError`` on anything else."""
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise TransformFileError(f"the alignment transform is a {type(text).__name__}, not JSON text")
         try:
             d = json.loads(text)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise TransformFileError("the alignment transform is not valid JSON") from None
         return cls.from_dict(d)
 
@@ -302,8 +349,12 @@ class AlignTransform:
     @classmethod
     def load(cls, path: str | Path) -> "AlignTransform":
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise TransformFileError(f"alignment transform not found: {path}")
+        if not path.is_file():  # a folder, FIFO or device: reading it could block
+            raise TransformFileError(f"{path} is not a regular file, not an alignment transform")
+        if path.stat().st_size > MAX_TRANSFORM_BYTES:
+            raise TransformFileError(f"{path.name} is too large to be an alignment transform")
         try:
             data = path.read_bytes()
         except OSError as e:

@@ -179,6 +179,8 @@ def load_photo(path: str | Path) -> Photo:
         raise ImageFileError(f"image not found: {path}")
     if path.is_dir():
         raise ImageFileError(f"{path} is a folder, not an image")
+    if not path.is_file():  # a FIFO or device: opening it would block (on the GUI thread: a frozen window)
+        raise ImageFileError(f"{path} is not a regular file (a named pipe or a device), not an image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -20,6 +20,7 @@ from PIL import Image
 from hyperinverter_gui.alignment.errors import LandmarkError, TransformFileError
 from hyperinverter_gui.alignment.geometry import (
     BORDER_FRACTION,
+    MAX_OUTPUT_SIZE,
     MIN_BORDER,
     PAD_BLUR_FRACTION,
     PAD_FRACTION,
@@ -30,8 +31,6 @@ from hyperinverter_gui.alignment.geometry import (
 )
 from hyperinverter_gui.alignment.photo import as_rgb_uint8
 from hyperinverter_gui.errors import HyperInverterError
-
-MAX_OUTPUT_SIZE = 8192
 
 
 def _cv2():
@@ -206,6 +205,8 @@ def align_face(
     points5, detector, approximate = _face_points(face_or_points)
     quad = ffhq_quad(points5)
     side = float(np.hypot(*(quad[3] - quad[0])))
+    if not math.isfinite(side):
+        raise LandmarkError("the landmarks are too far apart to make a face square; check them")
     if side < 4:
         raise LandmarkError(f"the face is too small to align (its square is {side:.1f} px wide)")
     h, w = rgb.shape[:2]

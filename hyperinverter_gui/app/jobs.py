@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from hyperinverter_gui.engine.cancel import Cancelled, CancelToken
 from hyperinverter_gui.errors import HyperInverterError
+from hyperinverter_gui.host.log import log_unexpected, one_line, unexpected_message
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,30 @@ def run_job(engine: Any, job: Job, send: Callable[[Job, str, Any], None]) -> Non
     except Cancelled:
         send(job, CANCELLED, None)
     except HyperInverterError as e:
-        send(job, FAILED, str(e))
-    except Exception as e:  # noqa: BLE001 - reported to the user, logged with the traceback
-        log.exception("job %s (%s) failed", job.id, job.purpose)
-        send(job, FAILED, f"{job.purpose} failed: {type(e).__name__}: {e}")
+        send(job, FAILED, one_line(e, 500))
+    except Exception as e:  # noqa: BLE001 - the boundary: logged with the traceback, one line for the view
+        send(job, FAILED, failure_message(e, job.purpose))
     else:
         send(job, DONE, result)
+
+
+#: what each purpose of job was doing, for messages ("unexpected error while exporting ...")
+_DOING = {"photo": "opening the photo", "models": "loading the models", "render": "rendering the edit",
+          "export": "exporting", "compare": "preparing the comparison", "precision": "changing the precision",
+          "A": "opening photo A", "B": "opening photo B"}
+
+
+def failure_message(e: BaseException, purpose: str) -> str:
+    """One line for a job that raised something other than a user-facing error: out of memory says
+    so (and how to go on); anything else is logged with its traceback and the line names the log."""
+    doing = _DOING.get(purpose, f"running '{purpose}'")
+    if isinstance(e, OSError) and e.filename is not None:
+        from hyperinverter_gui.media.atomic import shown
+
+        path = log_unexpected(e, doing)
+        where = f"; details in the log file {path}" if path is not None else ""
+        return one_line(f"{e.strerror or type(e).__name__} while {doing}: {shown(e.filename)}{where}", 500)
+    return unexpected_message(e, doing)
 
 
 class JobManager:

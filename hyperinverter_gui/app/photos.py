@@ -29,6 +29,22 @@ class AlignOutcome:
     no_face: str | None = None  # why no face could be used
 
 
+def check_regular_file(path: Path) -> None:
+    """Refuse a pipe or a device before it is opened: reading one would block the engine thread
+    (or never end) instead of failing."""
+    import stat
+
+    from hyperinverter_gui.errors import ImageFileError
+    from hyperinverter_gui.media.atomic import shown
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # missing or unreadable: the photo reader says so in its own words
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ImageFileError(f"{shown(path)} is not a regular file (a pipe or a device), not an image")
+
+
 def default_points(width: int, height: int) -> np.ndarray:
     """Five points of a typical frontal face in the middle of a photo, for placing by hand."""
     s = 0.18 * min(width, height)
@@ -79,7 +95,13 @@ def align_photo(
     With no face found the outcome carries the photo and ``no_face`` (the user can place the
     points by hand); a ``face_index`` beyond the faces found raises the alignment's error.
     """
-    from hyperinverter_gui.alignment import align_face, detect_faces, face_from_points, load_photo, match_face
+    from hyperinverter_gui.alignment import (
+        align_face,
+        detect_faces,
+        face_from_points,
+        load_photo,
+        match_face,
+    )
     from hyperinverter_gui.alignment.detect import no_face_error
 
     token = token or CancelToken()
@@ -87,6 +109,7 @@ def align_photo(
     out = AlignOutcome()
     if path is not None:
         step("Opening photo", 0.02)
+        check_regular_file(Path(path))
         rgb = out.rgb = load_photo(path).rgb
     if rgb is None:
         raise ValueError("align_photo needs a path or an image")

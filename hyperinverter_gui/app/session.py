@@ -8,7 +8,6 @@ engine thread receive copies of what they need (arrays, tensors, values), never 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,8 +16,10 @@ import numpy as np
 import torch
 
 from hyperinverter_gui.app.events import Signal
-from hyperinverter_gui.editing.edits import Direction
-from hyperinverter_gui.errors import HyperInverterError
+from hyperinverter_gui.alignment.geometry import MAX_COORDINATE
+from hyperinverter_gui.editing.edits import Direction, EditError, check_edit_value
+from hyperinverter_gui.errors import HyperInverterError, SessionFileError
+from hyperinverter_gui.formats.guard import file_kind_problem
 from hyperinverter_gui.inversion.result import InversionResult, load_inversion, save_inversion
 
 SESSION_SUFFIX = ".hisession"
@@ -108,8 +109,7 @@ class EditSession:
     # --- sliders -------------------------------------------------------------
 
     def set_value(self, name: str, value: float) -> None:
-        if not math.isfinite(value):
-            raise HyperInverterError(f"slider {name}: {value} is not a number")
+        value = check_edit_value(value, name)  # finite, within +-MAX_EDIT_VALUE
         old = self.values.get(name, 0.0)
         if value == 0:
             self.values.pop(name, None)
@@ -121,8 +121,7 @@ class EditSession:
     def set_values(self, values: Mapping[str, float]) -> None:
         """Replace every slider value at once (one notification)."""
         for name, value in values.items():
-            if not math.isfinite(value):
-                raise HyperInverterError(f"slider {name}: {value} is not a number")
+            check_edit_value(value, name)  # finite, within +-MAX_EDIT_VALUE
         self.values = {n: float(v) for n, v in values.items() if v != 0}
         self.events.values.emit()
 
@@ -157,30 +156,67 @@ class EditSession:
 
     @classmethod
     def load(cls, path: str | Path) -> "EditSession":
+        """Read a session written by :meth:`save`.
+
+        Every problem is a ``HyperInverterError`` naming the file (and the field): a damaged
+        inversion (:class:`~hyperinverter_gui.errors.InversionFileError`) or malformed session data
+        (:class:`~hyperinverter_gui.errors.SessionFileError`). The photo the session refers to is
+        checked with ``os.stat`` before it is opened: a named pipe there would block the GUI thread.
+        A photo that is gone or unreadable is not an error (``photo_rgb`` stays None).
+        """
         path = Path(path)
         result = load_inversion(path)
         if result.metadata.get("session_format") != SESSION_FORMAT:
-            raise HyperInverterError(f"{path.name} is an inversion file, not an editing session")
+            raise SessionFileError(f"{path.name} is an inversion file, not an editing session")
         try:
             info = json.loads(result.metadata["session"])
-        except (KeyError, ValueError):
-            raise HyperInverterError(f"{path.name}: damaged session data") from None
+        except (KeyError, ValueError, RecursionError):
+            raise SessionFileError(f"{path.name}: damaged session data (not valid JSON)") from None
+        if not isinstance(info, dict):
+            raise SessionFileError(f"{path.name}: damaged session data (a {type(info).__name__}, not a record)")
+
+        def field_error(name: str, expected: str) -> SessionFileError:
+            value = repr(info.get(name))
+            return SessionFileError(f"{path.name}: session field '{name}' must be {expected}, not "
+                                    f"{value if len(value) <= 40 else value[:37] + '...'}")
+
         s = cls()
         s.inversion = result
-        s.values = {str(k): float(v) for k, v in (info.get("values") or {}).items()}
-        s.model_names = dict(info.get("models") or {})
+        values = info.get("values") or {}
+        if not isinstance(values, dict):
+            raise field_error("values", "a table of slider values")
+        for name, v in values.items():
+            try:
+                s.values[str(name)] = check_edit_value(v, str(name))
+            except EditError as e:
+                raise SessionFileError(f"{path.name}: session field 'values': {e}") from None
+        models = info.get("models") or {}
+        if not isinstance(models, dict) or not all(isinstance(v, str) for v in models.values()):
+            raise field_error("models", "a table of model names")
+        s.model_names = {str(k): v for k, v in models.items()}
         if info.get("points5") is not None:
-            s.points5 = np.asarray(info["points5"], dtype=np.float64)
-        if info.get("transform") is not None:
+            try:
+                p5 = np.asarray(info["points5"], dtype=np.float64)
+            except (TypeError, ValueError, OverflowError):
+                raise field_error("points5", "five (x, y) landmark pairs") from None
+            # As saved (the nose may be NaN: unknown); not re-ordered, so the user's points stay theirs.
+            if p5.shape != (5, 2) or not np.isfinite(p5[[0, 1, 3, 4]]).all() or \
+                    np.nanmax(np.abs(p5)) > MAX_COORDINATE:
+                raise field_error("points5", f"five (x, y) landmark pairs within +-{MAX_COORDINATE:g} px")
+            s.points5 = p5
+        transform = info.get("transform")
+        if transform is not None:
             from hyperinverter_gui.alignment import AlignTransform
 
             try:
-                s.transform = AlignTransform.from_json(info["transform"])
+                s.transform = AlignTransform.from_json(transform)
             except HyperInverterError:
-                s.transform = None
+                s.transform = None  # paste-back is redone from the landmarks
         photo = info.get("photo")
+        if photo is not None and (not isinstance(photo, str) or "\0" in photo):
+            raise field_error("photo", "a file path")
         s.photo_path = Path(photo) if photo else None
-        if s.photo_path is not None and s.photo_path.exists():
+        if s.photo_path is not None and file_kind_problem(s.photo_path) is None:
             from hyperinverter_gui.alignment import load_photo
 
             try:

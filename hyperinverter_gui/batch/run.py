@@ -8,8 +8,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hyperinverter_gui.batch.inputs import BatchItem, InputSet, collect_inputs, plan_items, shard_items
-from hyperinverter_gui.batch.local import RowCallback, RunSummary, default_align_workers, groups_of, run_local
+from hyperinverter_gui.batch.inputs import (
+    BatchItem,
+    InputSet,
+    collect_inputs,
+    plan_items,
+    shard_items,
+)
+from hyperinverter_gui.batch.local import (
+    RowCallback,
+    RunSummary,
+    default_align_workers,
+    groups_of,
+    run_local,
+)
 from hyperinverter_gui.batch.table import BatchTableError, ResultsTable
 from hyperinverter_gui.batch.work import BatchRecipe, BatchWorker
 

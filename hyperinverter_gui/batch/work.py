@@ -150,26 +150,6 @@ def prepare(item: BatchItem, recipe: BatchRecipe, resolution: int) -> Prepared:
     return out
 
 
-def resolve_edits(library: Any, values: Sequence[tuple[str, float]]) -> list[tuple[Any, float]]:
-    """``(Direction, value)`` for named slider values, with a clear error for a name that cannot be used."""
-    from hyperinverter_gui.editing.edits import ensure_known
-
-    names = [n for n, _ in values]
-    if len(set(names)) != len(names):
-        raise HyperInverterError("each direction may be given once")
-    missing = {s.name: s for s in library.missing}
-    for n in names:
-        if n in missing and n not in library.directions:
-            raise HyperInverterError(
-                f"direction '{n}' needs {missing[n].file}, which is not in the directions folder; "
-                f"download it from {missing[n].url or 'its upstream project'}")
-        for skipped, why in library.skipped:
-            if skipped == n:
-                raise HyperInverterError(f"direction '{n}' cannot be used with this generator: {why}")
-    ensure_known(names, library.directions)
-    return [(library.directions[n], float(v)) for n, v in values]
-
-
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -201,7 +181,7 @@ class BatchWorker:
         if self.recipe.edits:
             g = self.engine.generator(self.recipe.backend)
             lib = load_library(self.recipe.directions_dir, num_ws=g.num_ws, img_resolution=g.img_resolution)
-            self.edits = resolve_edits(lib, self.recipe.edits)
+            self.edits = lib.pick(self.recipe.edits)
         f = self.recipe.files
         self.text = {"generator": (f.generator or f.hyperstyle or Path("")).name,
                      "checkpoint": (f.inverter or f.hyperstyle or Path("")).name,
@@ -278,4 +258,4 @@ class BatchWorker:
         return [rows[p.item.index] for p in wanted]
 
 
-__all__ = ["BatchRecipe", "BatchWorker", "MODES", "Prepared", "edits_text", "prepare", "resolve_edits", "sha256_of"]
+__all__ = ["BatchRecipe", "BatchWorker", "MODES", "Prepared", "edits_text", "prepare", "sha256_of"]

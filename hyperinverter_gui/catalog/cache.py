@@ -16,14 +16,18 @@ from typing import Any
 
 import torch
 
+from hyperinverter_gui.catalog.locks import locked
 from hyperinverter_gui.errors import ModelFileError
 from hyperinverter_gui.formats import loading
+from hyperinverter_gui.formats.guard import DATA_ERRORS
 from hyperinverter_gui.media.atomic import atomic_write
 from hyperinverter_gui.networks.hyperinverter import HyperInverter, HyperInverterConfig
 from hyperinverter_gui.networks.hypernetwork import TargetLayer
 from hyperinverter_gui.networks.stylegan2 import Generator, GeneratorConfig
 
-CACHE_VERSION = 1
+# 2: entries are only written from models whose weights were checked finite (version 1 entries may
+# hold NaN from a damaged file, so they are converted again).
+CACHE_VERSION = 2
 log = logging.getLogger(__name__)
 
 
@@ -52,8 +56,12 @@ def _valid_meta(json_path: Path, tensors_path: Path, source: dict[str, Any]) -> 
     try:
         meta = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        log.warning("discarding a damaged model cache entry %s (not valid JSON); it is rebuilt", json_path.name)
         return None
-    src = meta.get("source", {})
+    src = meta.get("source", {}) if isinstance(meta, dict) else None
+    if not isinstance(src, dict):
+        log.warning("discarding a damaged model cache entry %s (malformed); it is rebuilt", json_path.name)
+        return None
     if meta.get("version") != CACHE_VERSION or src.get("size") != source["size"] or \
             src.get("mtime_ns") != source["mtime_ns"]:
         return None
@@ -93,8 +101,9 @@ def _cached_generator(path: Path, tensors_path: Path, json_path: Path) -> Genera
         return None
     try:
         cfg = GeneratorConfig.from_json(meta["config"])
-        return loading.generator_from_state_dict(cfg, _read_tensors(tensors_path), path.name)
-    except (ModelFileError, KeyError, TypeError, ValueError) as e:
+        # Entries are written only from checked models: skip re-reading every weight for NaN.
+        return loading.generator_from_state_dict(cfg, _read_tensors(tensors_path), path.name, check_finite=False)
+    except (ModelFileError, *DATA_ERRORS) as e:
         log.warning("ignoring a damaged cache entry for %s: %s", path.name, e)
         return None
 
@@ -114,10 +123,16 @@ def load_generator_cached(path: str | Path, cache: Path | None) -> Generator:
     g = _cached_generator(path, tensors_path, json_path)
     if g is not None:
         return g
-    g = loading.load_generator(path)
-    if _write_entry(tensors_path, json_path, g.state_dict(), {"kind": "generator", "config": g.cfg.to_json()}, path):
-        return _cached_generator(path, tensors_path, json_path) or g
-    return g
+    # One process converts; another starting meanwhile waits, then finds the entry written.
+    with locked(tensors_path, timeout=900):
+        g = _cached_generator(path, tensors_path, json_path)
+        if g is not None:
+            return g
+        g = loading.load_generator(path)
+        if _write_entry(tensors_path, json_path, g.state_dict(), {"kind": "generator", "config": g.cfg.to_json()},
+                        path):
+            return _cached_generator(path, tensors_path, json_path) or g
+        return g
 
 
 def _hi_config_json(cfg: HyperInverterConfig) -> dict[str, Any]:
@@ -149,8 +164,8 @@ def _cached_hyperinverter(checkpoint: Path, generator: Generator, tensors_path: 
         parts = {p: {k[len(p) + 1:]: v for k, v in sd.items() if k.startswith(p + ".")}
                  for p in ("w_encoder", "w_bar_encoder", "hypernet")}
         return loading.build_hyperinverter(generator, cfg, parts["w_encoder"], parts["w_bar_encoder"],
-                                           parts["hypernet"], checkpoint.name)
-    except (ModelFileError, KeyError, TypeError, ValueError) as e:
+                                           parts["hypernet"], checkpoint.name, check_finite=False)
+    except (ModelFileError, *DATA_ERRORS) as e:
         log.warning("ignoring a damaged cache entry for %s: %s", checkpoint.name, e)
         return None
 
@@ -171,11 +186,15 @@ def load_hyperinverter_cached(
     model = _cached_hyperinverter(checkpoint, generator, tensors_path, json_path)
     if model is not None:
         return model
-    model = loading.load_hyperinverter(checkpoint, generator)
-    tensors = {f"{p}.{k}": v for p in ("w_encoder", "w_bar_encoder", "hypernet")
-               for k, v in getattr(model, p).state_dict().items()}
-    if _write_entry(tensors_path, json_path, tensors,
-                    {"kind": "hyperinverter", "config": _hi_config_json(model.cfg),
-                     "resolution": generator.img_resolution}, checkpoint):
-        return _cached_hyperinverter(checkpoint, generator, tensors_path, json_path) or model
-    return model
+    with locked(tensors_path, timeout=900):
+        model = _cached_hyperinverter(checkpoint, generator, tensors_path, json_path)
+        if model is not None:
+            return model
+        model = loading.load_hyperinverter(checkpoint, generator)
+        tensors = {f"{p}.{k}": v for p in ("w_encoder", "w_bar_encoder", "hypernet")
+                   for k, v in getattr(model, p).state_dict().items()}
+        if _write_entry(tensors_path, json_path, tensors,
+                        {"kind": "hyperinverter", "config": _hi_config_json(model.cfg),
+                         "resolution": generator.img_resolution}, checkpoint):
+            return _cached_hyperinverter(checkpoint, generator, tensors_path, json_path) or model
+        return model

@@ -9,6 +9,7 @@ files the authors publish and where to download them.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -17,8 +18,10 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from hyperinverter_gui.errors import HyperInverterError, ModelFileError
-from hyperinverter_gui.formats import checkpoints, sniff
+from hyperinverter_gui.catalog.locks import locked
+from hyperinverter_gui.errors import HyperInverterError, ManifestError, ModelFileError
+from hyperinverter_gui.formats import checkpoints, guard, sniff
+from hyperinverter_gui.formats.guard import check_file_name
 from hyperinverter_gui.host.paths import (
     cache_dir,
     checkout_directions_dir,
@@ -40,6 +43,7 @@ OPTIONAL_ROLES = ("w_encoder", "hyperstyle", "hyperstyle_w_encoder")
 # Domain of a generator / checkpoint by image resolution.
 DOMAIN_BY_RESOLUTION = {1024: "ffhq", 256: "church"}
 MODEL_SUFFIXES = {".pkl", ".pt", ".pth", ".tar", ".ckpt"}
+log = logging.getLogger(__name__)
 
 
 def torch_hub_checkpoints_dir() -> Path:
@@ -114,6 +118,17 @@ class ModelEntry:
     size: int | None = None
     sha256: str = ""
 
+    def __post_init__(self) -> None:
+        where = f"model entry '{self.name}'"
+        for key in ("name", "role", "file", "url", "format", "domain", "description", "install", "sha256"):
+            if not isinstance(getattr(self, key), str):
+                raise ManifestError(f"{where}: '{key}' must be a string, not {type(getattr(self, key)).__name__}")
+        if not isinstance(self.default, bool):
+            raise ManifestError(f"{where}: 'default' must be true or false")
+        if self.size is not None and (isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0):
+            raise ManifestError(f"{where}: 'size' must be a whole number of bytes")
+        check_file_name(self.file, f"{where}: 'file'")
+
 
 def manifest_path() -> Traversable:
     """The manifest of published models, shipped inside the package (works from a wheel too)."""
@@ -122,18 +137,29 @@ def manifest_path() -> Traversable:
 
 def load_manifest(path: Path | Traversable | None = None) -> list[ModelEntry]:
     path = path or manifest_path()
+    if isinstance(path, Path) and path.exists() and not path.is_file():
+        raise ManifestError(f"{path} is not a file (a folder?), not a models manifest")
     if not path.is_file():
         return []
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise HyperInverterError(f"{path}: not valid TOML ({e})") from None
+        raise ManifestError(f"{path}: not valid TOML ({e})") from None
+    except OSError as e:
+        raise ManifestError(f"cannot read {path}: {e.strerror or e}") from None
+    models = data.get("model", [])
+    if not isinstance(models, list):
+        raise ManifestError(f"{path}: 'model' must be a list of [[model]] tables")
     entries = []
-    for d in data.get("model", []):
+    for i, d in enumerate(models):
+        if not isinstance(d, dict):
+            raise ManifestError(f"{path}: model entry {i + 1} is not a table")
         try:
             entries.append(ModelEntry(**{k: v for k, v in d.items() if k in ModelEntry.__dataclass_fields__}))
         except TypeError as e:
-            raise HyperInverterError(f"{path}: bad model entry {d.get('name', '?')}: {e}") from None
+            raise ManifestError(f"{path}: bad model entry {d.get('name', '?')}: {e}") from None
+        except ManifestError as e:
+            raise ManifestError(f"{path}: {e}") from None
     return entries
 
 
@@ -174,6 +200,11 @@ def identify(path: Path, entries: list[ModelEntry] | None = None) -> FoundModel 
     reading only their key/shape index (tensors are memory-mapped, not read).
     Raises ModelFileError for damaged files so callers can report them.
     """
+    with guard.reading(path, "model file"):
+        return _identify(path, entries)
+
+
+def _identify(path: Path, entries: list[ModelEntry] | None = None) -> FoundModel | None:
     entries = load_manifest() if entries is None else entries
     entry = next((e for e in entries if e.file == path.name), None)
     if entry is not None and entry.role == "landmarks":
@@ -186,7 +217,10 @@ def identify(path: Path, entries: list[ModelEntry] | None = None) -> FoundModel 
             from hyperinverter_gui.formats.nvidia_pickle import peek_generator_kwargs
 
             kwargs = peek_generator_kwargs(path)
-            res = int(kwargs.get("img_resolution", 0)) or None
+            res_value = kwargs.get("img_resolution", 0)
+            if isinstance(res_value, bool) or not isinstance(res_value, int) or not 0 <= res_value <= 1 << 16:
+                raise ModelFileError(f"{path.name}: the generator's img_resolution {res_value!r} is not a resolution")
+            res = res_value or None
             found = FoundModel(path, "generator", "stylegan2-ada-pickle", DOMAIN_BY_RESOLUTION.get(res or 0, ""),
                                {"resolution": res}, entry)
             return found
@@ -204,6 +238,8 @@ def identify(path: Path, entries: list[ModelEntry] | None = None) -> FoundModel 
             n_styles = len({k.split(".")[2] for k in sd if k.startswith("w_bar_encoder.styles.")})
             res = 2 ** ((n_styles + 2) // 2)
             w1 = next((v for k, v in sd.items() if k.startswith("hypernet.") and k.endswith(".w1")), None)
+            if w1 is not None and w1.ndim != 2:
+                raise ModelFileError(f"{path.name}: tensor hypernet...w1 has shape {list(w1.shape)}, expected 2 dimensions")
             details = {"resolution": res, "hidden_dim": int(w1.shape[0]) if w1 is not None else None,
                        "layers": sum(1 for k in sd if k.startswith("hypernet.") and k.endswith(".w1"))}
             return FoundModel(path, "inverter", "hyperinverter", DOMAIN_BY_RESOLUTION.get(res, ""), details, entry)
@@ -243,26 +279,67 @@ def _identified_path() -> Path | None:
     return cache_dir() / "identified.json"
 
 
+_STAMP_KEYS = ("size", "mtime_ns", "inode")
+
+
+def _valid_hit(hit: Any) -> bool:
+    """One memo record as written by :func:`_identify_memoized`; anything else is discarded."""
+    if not isinstance(hit, dict) or not isinstance(hit.get("stamp"), dict):
+        return False
+    if sorted(hit["stamp"]) != sorted(_STAMP_KEYS) or not all(type(v) is int for v in hit["stamp"].values()):
+        return False
+    if "problem" in hit:
+        return isinstance(hit["problem"], str)
+    found = hit.get("found", "absent")
+    if found is None:
+        return True
+    return (isinstance(found, dict) and all(isinstance(found.get(k), str) for k in ("role", "kind", "domain"))
+            and found["role"] in ROLES and isinstance(found.get("details"), dict))
+
+
 def _read_identified(path: Path | None) -> dict[str, Any]:
+    """The memo's records; a damaged memo (or damaged records) is discarded with a notice and rebuilt."""
     if path is None:
         return {}
     try:
-        memo = json.loads(path.read_text(encoding="utf-8"))
-        return memo.get("files", {}) if memo.get("version") == IDENTIFIED_VERSION else {}
-    except (OSError, ValueError, AttributeError):
+        text = path.read_bytes()
+    except FileNotFoundError:
         return {}
+    except OSError as e:
+        log.warning("cannot read the identified-files memo %s (%s); files are identified again", path, e)
+        return {}
+    try:
+        memo = json.loads(text.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        memo = None
+    if not isinstance(memo, dict) or not isinstance(memo.get("files", {}), dict):
+        log.warning("the identified-files memo %s is damaged; it is discarded and rebuilt", path)
+        return {}
+    if memo.get("version") != IDENTIFIED_VERSION:
+        return {}
+    files = {k: v for k, v in memo.get("files", {}).items() if _valid_hit(v)}
+    if len(files) != len(memo.get("files", {})):
+        log.warning("discarded %d damaged record(s) of the identified-files memo %s",
+                    len(memo["files"]) - len(files), path)
+    return files
 
 
-def _write_identified(path: Path | None, files: dict[str, Any]) -> None:
+def _write_identified(path: Path | None, files: dict[str, Any], before: dict[str, Any] | None = None) -> None:
+    """Write the memo atomically, under its lock, merged with what another process wrote meanwhile
+    (records this process changed win; ``before`` is what it read at the start)."""
     if path is None:
         return
     from hyperinverter_gui.media.atomic import atomic_write
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"version": IDENTIFIED_VERSION, "files": files}, indent=1)
-        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), ".json")
-    except OSError:
+        with locked(path):
+            current = _read_identified(path)
+            before = before or {}
+            merged = {**current, **{k: v for k, v in files.items() if before.get(k) != v}}
+            text = json.dumps({"version": IDENTIFIED_VERSION, "files": merged}, indent=1)
+            atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), ".json")
+    except (OSError, HyperInverterError):
         pass  # an unwritable cache only costs speed
 
 
@@ -299,6 +376,7 @@ def discover(dirs: list[Path] | None = None, entries: list[ModelEntry] | None = 
     out = Discovery()
     memo_path = _identified_path()
     memo = _read_identified(memo_path)
+    read = dict(memo)
     before = json.dumps(memo, sort_keys=True)
     seen: set[Path] = set()
     search = list(dirs) if dirs is not None else weights_dirs()
@@ -320,7 +398,7 @@ def discover(dirs: list[Path] | None = None, entries: list[ModelEntry] | None = 
             if f is not None:
                 out.found.append(f)
     if json.dumps(memo, sort_keys=True) != before:
-        _write_identified(memo_path, memo)
+        _write_identified(memo_path, memo, read)
     if dirs is None:
         hub = torch_hub_checkpoints_dir()
         for e in entries:

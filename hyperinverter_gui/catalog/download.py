@@ -7,6 +7,7 @@ import hashlib
 import http.client
 import inspect
 import json
+import logging
 import os
 import re
 import urllib.error
@@ -16,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from hyperinverter_gui.catalog.locks import LockBusy, locked
 from hyperinverter_gui.errors import HyperInverterError, ModelFileError
 from hyperinverter_gui.formats import sniff
 
 CHUNK = 1 << 20
+LOCK_WAIT_S = 2.0  # a second process downloading the same file is told so, not left waiting
+log = logging.getLogger(__name__)
 USER_AGENT = "hyperinverter-studio/0.1 (model downloader)"
 DRIVE_HOSTS = ("drive.google.com", "drive.usercontent.google.com", "docs.google.com")
 
@@ -105,6 +109,23 @@ def download(
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    # One download per destination at a time: two processes appending to one .part corrupt it.
+    try:
+        with locked(dest, timeout=LOCK_WAIT_S, busy_ok=False):
+            return _download_locked(url, dest, sha256, progress, timeout, drive_hosts)
+    except LockBusy:
+        raise DownloadError(
+            f"another HyperInverter process is downloading {dest.name} right now; wait for it to finish "
+            "(then the file is there), or close it and try again"
+        ) from None
+
+
+def _download_locked(url: str, dest: Path, sha256: str | None, progress, timeout: float,
+                     drive_hosts: tuple[str, ...]) -> Downloaded:
+    if sha256 and dest.is_file():  # finished by another process while this one waited
+        digest = _file_sha256(dest)
+        if digest.lower() == sha256.lower():
+            return Downloaded(dest, dest.stat().st_size, digest, True)
     drive = _is_drive(url, drive_hosts)
     if drive:
         staged, size, digest = _fetch_with_gdown(url, dest, progress, timeout)
@@ -130,6 +151,14 @@ def download(
         )
     os.replace(staged, dest)
     return Downloaded(dest, size, digest, bool(sha256))
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _fetch_direct(url: str, dest: Path, progress, timeout: float) -> tuple[Path, int, str]:
@@ -283,19 +312,48 @@ def checksums_path() -> Path:
     return user_weights_dir().parent / "checksums.json"
 
 
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _valid_record(v: object) -> bool:
+    return (isinstance(v, dict) and isinstance(v.get("sha256"), str) and bool(_SHA256.fullmatch(v["sha256"]))
+            and type(v.get("size", 0)) is int and v.get("size", 0) >= 0)
+
+
 def recorded_checksums() -> dict[str, dict]:
+    """``{file name: {"sha256", "size"}}`` recorded by earlier downloads.
+
+    A damaged ``checksums.json`` (not JSON, not a dict, malformed records) is discarded with a
+    notice: the next download records again; it is never fatal.
+    """
     p = checksums_path()
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return {}
+    except (OSError, UnicodeDecodeError) as e:
+        log.warning("cannot read %s (%s); recorded checksums are ignored", p, e)
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        log.warning("%s is damaged; it is discarded and rebuilt by the next download", p)
+        return {}
+    good = {str(k): v for k, v in data.items() if _valid_record(v)}
+    if len(good) != len(data):
+        log.warning("discarded %d damaged record(s) of %s", len(data) - len(good), p)
+    return good
 
 
 def record_checksum(name: str, sha256: str, size: int) -> None:
+    """Add one record to ``checksums.json``: under its lock, read-modify-write, written atomically."""
     from hyperinverter_gui.media.atomic import atomic_write
 
-    data = recorded_checksums()
-    data[name] = {"sha256": sha256, "size": size}
     p = checksums_path()
     p.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(p, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True)), ".json")
+    with locked(p):
+        data = recorded_checksums()
+        data[name] = {"sha256": sha256, "size": size}
+        atomic_write(p, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True)), ".json")

@@ -7,6 +7,7 @@ for either command; user errors are raised as ``HyperInverterError``.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 import time
@@ -25,6 +26,10 @@ def _positive_size(text: str) -> int:
     if not 8 <= v <= 8192:
         raise argparse.ArgumentTypeError(f"the size must be between 8 and 8192, got {v}")
     return v
+
+
+#: hand-set landmarks are pixels of the photo: anything beyond this is a typo, not a face
+MAX_LANDMARK_COORDINATE = 1_000_000.0
 
 
 def add_parsers(subparsers) -> None:
@@ -80,8 +85,8 @@ def add_parsers(subparsers) -> None:
     pb.add_argument("--mask", choices=("face", "full"), default="face",
                     help="face: feathered oval over the face (default); full: the whole crop with a feathered rim")
     pb.add_argument("--feather", type=float, default=None,
-                    help="width of the soft edge as a fraction of the crop side (default 0.07)")
-    pb.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+                    help="width of the soft edge as a fraction of the crop side, above 0 up to 0.5 (default 0.07)")
+    pb.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality, 1..100 (default 95)")
     pb.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     pb.set_defaults(command="paste-back")
 
@@ -95,6 +100,9 @@ def parse_landmarks(text: str) -> list[float]:
         raise HyperInverterError(
             f"--landmarks must be numbers separated by commas, got {text!r}"
         ) from None
+    if not all(math.isfinite(v) and abs(v) <= MAX_LANDMARK_COORDINATE for v in values):
+        raise HyperInverterError(f"--landmarks must be finite pixel positions (at most "
+                                 f"{MAX_LANDMARK_COORDINATE:,.0f} in size), got {text!r}")
     if len(values) not in (8, 10, 136):
         raise HyperInverterError(
             f"--landmarks needs 10 numbers (x,y of left eye, right eye, nose tip, left mouth corner, right mouth "
@@ -104,11 +112,24 @@ def parse_landmarks(text: str) -> list[float]:
 
 
 def _refuse_existing(paths, overwrite: bool) -> None:
+    from hyperinverter_gui.media.atomic import check_writable_path, shown
+
+    for p in paths:
+        if p is not None:
+            check_writable_path(p)
     if overwrite:
         return
     for p in paths:
         if p is not None and p.exists():
-            raise HyperInverterError(f"{p} exists (use --overwrite to replace it)")
+            raise HyperInverterError(f"{shown(p)} exists (use --overwrite to replace it)")
+
+
+def _write_new(path: Path, write, overwrite: bool) -> Path:
+    """``write(file)`` (itself atomic) onto a temporary name that then claims ``path``; without
+    ``overwrite`` a name taken meanwhile (another run) is refused, never replaced."""
+    from hyperinverter_gui.media.atomic import atomic_write
+
+    return atomic_write(path, lambda tmp: write(Path(tmp)), path.suffix.lower(), overwrite=overwrite)
 
 
 def _check_suffix(path: Path, option: str) -> None:
@@ -140,6 +161,9 @@ def cmd_align(args: argparse.Namespace) -> int:
     _check_suffix(args.output, "--output")
     if args.save_transform is not None and args.save_transform.suffix.lower() != ".json":
         raise HyperInverterError(f"--save-transform {args.save_transform.name}: use a .json file name")
+    from hyperinverter_gui.cli.main import check_outputs
+
+    check_outputs([args.photo], [("-o", args.output), ("--save-transform", args.save_transform)])
     _refuse_existing([args.output, args.save_transform], args.overwrite)
     if args.face < 1:
         raise HyperInverterError("--face counts from 1 (the largest face)")
@@ -174,9 +198,14 @@ def cmd_align(args: argparse.Namespace) -> int:
                 _say(f"  face {i}: {x1 - x0:.0f}x{y1 - y0:.0f} px at ({x0:.0f}, {y0:.0f})")
     face = result.face(args.face - 1)
     aligned = align_face(photo.rgb, face, output_size=args.size, source_name=args.photo.name)
-    save_photo(args.output, aligned.image, like=photo, keep_exif=False, keep_alpha=False)
+    _write_new(args.output, lambda p: save_photo(p, aligned.image, like=photo, keep_exif=False, keep_alpha=False),
+               args.overwrite)
     if args.save_transform is not None:
-        aligned.transform.save(args.save_transform)
+        try:
+            _write_new(args.save_transform, aligned.transform.save, args.overwrite)
+        except BaseException:
+            args.output.unlink(missing_ok=True)  # both files or neither
+            raise
     pts = aligned.transform.points5
     coords = ",".join(f"{v:.1f}" for v in pts[~np.isnan(pts).any(1)].ravel())
     source = "set by hand" if result.detector == "manual" else f"from {describe_source(result.detector)}"
@@ -188,14 +217,21 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 
 def cmd_paste_back(args: argparse.Namespace) -> int:
-    from hyperinverter_gui.alignment import AlignTransform, load_photo, paste_back, save_photo
+    from hyperinverter_gui.alignment import (
+        AlignTransform,
+        load_photo,
+        paste_back,
+        save_photo,
+    )
     from hyperinverter_gui.alignment.warp import DEFAULT_FEATHER
+    from hyperinverter_gui.cli.main import check_outputs
 
     _check_suffix(args.output, "--output")
+    check_outputs([args.photo, args.edited, args.transform], [("-o", args.output)])
     _refuse_existing([args.output], args.overwrite)
     feather = DEFAULT_FEATHER if args.feather is None else args.feather
-    if not 0.0 < feather <= 0.5:
-        raise HyperInverterError("--feather must be above 0 and at most 0.5")
+    if not 0.0 < feather <= 0.5:  # NaN and infinity fail this test too
+        raise HyperInverterError(f"--feather must be above 0 and at most 0.5, got {feather:g}")
     if not 1 <= args.quality <= 100:
         raise HyperInverterError("--quality must be between 1 and 100")
     transform = AlignTransform.load(args.transform)
@@ -209,7 +245,7 @@ def cmd_paste_back(args: argparse.Namespace) -> int:
     result = paste_back(photo.rgb, edited.rgb, transform, mask=args.mask, feather=feather)
     if photo.alpha is not None and args.output.suffix.lower() in (".jpg", ".jpeg", ".bmp"):
         _say(f"note: {args.output.suffix} cannot hold the photo's transparency; it is dropped")
-    save_photo(args.output, result, like=photo, quality=args.quality)
+    _write_new(args.output, lambda p: save_photo(p, result, like=photo, quality=args.quality), args.overwrite)
     _say(f"wrote {args.output} ({photo.size[0]}x{photo.size[1]})")
     return 0
 
@@ -227,15 +263,15 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point (``python -m hyperinverter_gui.cli.alignment``), for testing."""
-    parser = argparse.ArgumentParser(prog="hyperinverter")
+    from hyperinverter_gui.cli.main import _Parser
+
+    parser = _Parser(prog="hyperinverter")
     sub = parser.add_subparsers(dest="command", required=True)
     add_parsers(sub)
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except HyperInverterError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from hyperinverter_gui.cli.main import run_guarded
+
+    return run_guarded(args.command, lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from hyperinverter_gui.errors import HyperInverterError
+#: bounds of --smooth (frames) and --stabilize (sigma, frames): windows longer than a few seconds
+#: of video blur the face into its neighbours
+MAX_SMOOTH, MAX_STABILIZE = 100, 100.0
 
 
 def _time(text: str) -> float:
@@ -25,7 +27,12 @@ def _time(text: str) -> float:
 
 def add_parser(subparsers) -> None:
     """Add the ``video`` subcommand to an argparse subparsers object."""
-    from hyperinverter_gui.cli.main import _backend_args
+    from hyperinverter_gui.cli.main import (
+        MAX_BATCH_SIZE,
+        MAX_FACE,
+        _backend_args,
+        number,
+    )
     from hyperinverter_gui.video.stabilize import DEFAULT_SIGMA
 
     v = subparsers.add_parser(
@@ -45,12 +52,12 @@ def add_parser(subparsers) -> None:
                    help="e.g. age=+2 or smile=1 (repeatable; see `hyperinverter directions list`)")
     v.add_argument("--output", "-o", type=Path, required=True, metavar="OUT",
                    help="clip to write (.mp4: H.264 where this FFmpeg has it; .mkv, .mov, .webm, .avi)")
-    v.add_argument("--face", type=int, default=1, metavar="N",
+    v.add_argument("--face", type=number(1, MAX_FACE, integer=True), default=1, metavar="N",
                    help="which face, counted in the first frame that has faces: 1 = largest (default); it is "
                         "followed from there")
-    v.add_argument("--smooth", type=int, default=0, metavar="N",
+    v.add_argument("--smooth", type=number(0, MAX_SMOOTH, integer=True), default=0, metavar="N",
                    help="also average w and delta-theta over a window of N frames (e.g. 5; 0 = off, default)")
-    v.add_argument("--stabilize", type=float, default=DEFAULT_SIGMA, metavar="SIGMA",
+    v.add_argument("--stabilize", type=number(0, MAX_STABILIZE), default=DEFAULT_SIGMA, metavar="SIGMA",
                    help=f"smooth the face crop over time with this sigma in frames (default {DEFAULT_SIGMA:g}; "
                         "0 = align each frame on its own)")
     v.add_argument("--start", type=_time, default=0.0, metavar="TIME",
@@ -60,12 +67,13 @@ def add_parser(subparsers) -> None:
     v.add_argument("--work", type=Path, default=None, metavar="DIR",
                    help="work folder (default: OUT.work next to the output); removed after success")
     v.add_argument("--keep-work", action="store_true", help="keep the work folder after success")
-    v.add_argument("--batch-size", type=int, default=4, help="frames inverted together (default 4)")
+    v.add_argument("--batch-size", type=number(1, MAX_BATCH_SIZE, integer=True), default=4,
+                   help=f"frames inverted together, 1..{MAX_BATCH_SIZE} (default 4)")
     v.add_argument("--codec", default=None, metavar="ENCODER",
                    help="video encoder, e.g. libx264, libvpx-vp9, ffv1 (lossless, .mkv) (default: H.264 if "
                         "available, else the best one this FFmpeg has; the choice is printed)")
-    v.add_argument("--crf", type=int, default=None, help="quality of x264/VP9/AV1 (lower is better; default 18 "
-                                                         "for x264)")
+    v.add_argument("--crf", type=number(0, 63, integer=True), default=None,
+                   help="quality of x264/VP9/AV1, 0..63 (lower is better; default 18 for x264)")
     v.add_argument("--detector", choices=("auto", "fan", "dlib", "haar"), default="auto",
                    help="landmark source (default auto: face-alignment, else dlib, else OpenCV Haar)")
     v.add_argument("--decoder", choices=("auto", "pyav", "opencv"), default="auto",
@@ -82,38 +90,18 @@ def add_parser(subparsers) -> None:
     v.set_defaults(command="video")
 
 
-def resolve_edits(lib, specs: list[tuple[str, float]]):
-    """(Direction, value) pairs for NAME=VALUE specs, with the reason when a name cannot be used."""
-    from hyperinverter_gui.editing.edits import ensure_known
-
-    names = [n for n, _ in specs]
-    if len(set(names)) != len(names):
-        raise HyperInverterError("each direction may be given once")
-    missing = {s.name: s for s in lib.missing}
-    for n in names:
-        if n in missing and n not in lib.directions:
-            raise HyperInverterError(f"direction '{n}' needs {missing[n].file}, which is not in the directions "
-                                     f"folder; download it from {missing[n].url or 'its upstream project'}")
-        for skipped, why in lib.skipped:
-            if skipped == n:
-                raise HyperInverterError(f"direction '{n}' cannot be used with this generator: {why}")
-    ensure_known(names, lib.directions)
-    return [(lib.directions[n], v) for n, v in specs]
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from hyperinverter_gui.cli.main import _Front
+    from hyperinverter_gui.cli.main import _Front, check_edit_values
     from hyperinverter_gui.editing.edits import parse_edit
     from hyperinverter_gui.editing.library import load_library
     from hyperinverter_gui.engine.cancel import Cancelled
     from hyperinverter_gui.video import VideoJob, VideoSettings, have_pyav
     from hyperinverter_gui.video.media import format_time
 
-    if args.face < 1:
-        raise HyperInverterError("--face counts from 1 (the largest face)")
     specs = [parse_edit(e) for e in args.edit]
+    check_edit_values(specs)
     settings = VideoSettings(
         source=args.input, output=args.output, face=args.face - 1, stabilize=args.stabilize, smooth=args.smooth,
         start=args.start, end=args.end, work=args.work, keep_work=args.keep_work, batch_size=args.batch_size,
@@ -128,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     front.load(need_inverter=True)
     g = front.engine.generator(front.backend)
     lib = load_library(args.directions, num_ws=g.num_ws, img_resolution=g.img_resolution)
-    settings.edits = resolve_edits(lib, specs)
+    settings.edits = lib.pick(specs)
     if not settings.edits:
         print("note: no edits given (-e NAME=VALUE): the face is inverted and pasted back unchanged",
               file=sys.stderr)

@@ -7,6 +7,7 @@ which is what lets HyperInverter edit real photos without losing their details.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -20,6 +21,45 @@ from hyperinverter_gui.inversion.result import InversionResult, WeightDeltas
 
 class EditError(HyperInverterError):
     """An edit request that cannot be applied (unknown slider, bad value, wrong file)."""
+
+
+class DirectionFileError(EditError):
+    """A direction file (InterFaceGAN tensor, GANSpace PCA) is malformed or holds bad numbers."""
+
+
+# Bounds on numbers that reach an edit (documented in docs/design-notes.md). Slider values and
+# edit strengths are in the direction's own units (GANSpace: standard deviations; InterFaceGAN:
+# lengths of its unit normal); published sliders use at most +-10, and far beyond +-100 a face is
+# no longer a face, only numbers on the way to overflowing float32.
+MAX_EDIT_VALUE = 100.0
+# A direction's entries: w itself stays within about +-10; a direction of 1e4 is a damaged file.
+MAX_DIRECTION_ENTRY = 1e4
+MAX_COMPONENT = 100_000  # GANSpace component index
+MAX_LAYER = 1_000  # layer_start / layer_stop (a 1024 px generator has 18 ws)
+
+
+def check_edit_value(value: object, name: str) -> float:
+    """``value`` as a finite float within +-MAX_EDIT_VALUE, else an EditError naming the slider."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise EditError(f"'{name}': the value {value!r:.40} is not a number")
+    try:
+        v = float(value)
+    except OverflowError:
+        v = math.inf
+    if not math.isfinite(v):
+        raise EditError(f"'{name}': the value {value} is not a finite number")
+    if abs(v) > MAX_EDIT_VALUE:
+        raise EditError(f"'{name}': the value {v:g} is outside the allowed range "
+                        f"[-{MAX_EDIT_VALUE:g}, {MAX_EDIT_VALUE:g}]")
+    return v
+
+
+def _check_direction_values(t: torch.Tensor, field: str, path: Path) -> None:
+    if not bool(torch.isfinite(t).all()):
+        raise DirectionFileError(f"{path.name}: '{field}' holds NaN or infinite values; the file is damaged")
+    if t.numel() and float(t.abs().max()) > MAX_DIRECTION_ENTRY:
+        raise DirectionFileError(f"{path.name}: '{field}' holds values beyond +-{MAX_DIRECTION_ENTRY:g}; "
+                                 "it is not a direction in W space")
 
 
 # ----------------------------------------------------------------------------
@@ -59,8 +99,12 @@ def load_interfacegan_direction(path: str | Path, w_dim: int = 512) -> torch.Ten
             + ("; it looks like a GANSpace PCA file" if "comp" in obj else "")
         )
     if not isinstance(obj, torch.Tensor) or not obj.is_floating_point():
-        raise EditError(f"{path.name} is not a direction tensor")
+        raise DirectionFileError(f"{path.name} is not a direction tensor (floating-point numbers)")
+    if obj.ndim == 0 or obj.ndim > 3:
+        raise DirectionFileError(f"{path.name}: direction shape {list(obj.shape)} is not [1,{w_dim}] or "
+                                 f"[1,num_ws,{w_dim}]")
     d = obj.detach().float().cpu()
+    _check_direction_values(d, "direction", path)
     if d.shape[-1] != w_dim:
         raise EditError(f"{path.name}: a direction must have {w_dim} values per w, this one has {d.shape[-1]}")
     if d.ndim == 1:
@@ -81,8 +125,18 @@ def load_ganspace(path: str | Path) -> GanspacePCA:
     missing = [k for k in ("mean", "comp", "std") if k not in obj]
     if missing:
         raise EditError(f"{path.name} is not a GANSpace PCA file: missing {', '.join(missing)}")
-    mean, comp, std = (torch.as_tensor(obj[k]).detach().float().cpu() for k in ("mean", "comp", "std"))
+    for k in ("mean", "comp", "std"):
+        v = obj[k]
+        if not (isinstance(v, torch.Tensor) and (v.is_floating_point() or v.dtype in (torch.int32, torch.int64))):
+            raise DirectionFileError(f"{path.name}: '{k}' is a {type(v).__name__}, not a tensor of numbers")
+        if v.ndim == 0 or v.numel() == 0:
+            raise DirectionFileError(f"{path.name}: '{k}' has shape {list(v.shape)}; it must hold values")
+    mean, comp, std = (obj[k].detach().float().cpu() for k in ("mean", "comp", "std"))
+    for k, v in (("mean", mean), ("comp", comp), ("std", std)):
+        _check_direction_values(v, k, path)
     d = mean.shape[-1]
+    if mean.numel() != d:
+        raise DirectionFileError(f"{path.name}: 'mean' has shape {list(mean.shape)}, expected [1, D]")
     mean = mean.reshape(1, d)
     if comp.shape[-1] != d or comp.numel() % d:
         raise EditError(f"{path.name}: components of width {comp.shape[-1]} do not match the mean's {d}")
@@ -161,9 +215,9 @@ def apply_edits(w: torch.Tensor, edits: Iterable[tuple[Direction, float]]) -> to
     if w.ndim != 2:
         raise EditError(f"w must be [num_ws, w_dim], got {list(w.shape)}")
     total = None
-    for direction, value in sorted(edits, key=lambda e: e[0].name):
-        if not math.isfinite(float(value)):
-            raise EditError(f"'{direction.name}': value {value} is not a number")
+    items = sorted(edits, key=lambda e: e[0].name)
+    for direction, value in items:
+        value = check_edit_value(value, direction.name)
         if value == 0:
             continue
         if direction.vector.shape[-1] != w.shape[-1]:
@@ -172,7 +226,13 @@ def apply_edits(w: torch.Tensor, edits: Iterable[tuple[Direction, float]]) -> to
             )
         d = direction.delta(w.shape[0], value).to(w.device, w.dtype)
         total = d if total is None else total + d
-    return w if total is None else w + total
+    if total is None:
+        return w
+    out = w + total
+    if not bool(torch.isfinite(out).all()):  # never render a flat black "success"
+        names = ", ".join(d.name for d, v in items if v)
+        raise EditError(f"the edits {names} move w to non-finite values; use smaller values")
+    return out
 
 
 Synthesis = Callable[..., torch.Tensor]
@@ -312,6 +372,8 @@ def parse_edit(spec: str) -> tuple[str, float]:
         raise EditError(f"edit '{spec}': '{value}' is not a number") from None
     if not math.isfinite(v):
         raise EditError(f"edit '{spec}': value must be finite")
+    if abs(v) > MAX_EDIT_VALUE:
+        raise EditError(f"edit '{spec}': value must be within [-{MAX_EDIT_VALUE:g}, {MAX_EDIT_VALUE:g}]")
     return name.strip(), v
 
 
@@ -325,7 +387,23 @@ def ensure_known(names: Sequence[str], available: Mapping[str, Direction]) -> No
 
 
 __all__ = [
-    "Direction", "EditError", "GanspacePCA", "apply_edits", "compute_ganspace", "ensure_known",
-    "ganspace_direction", "interpolate", "interpolation_alphas", "load_ganspace", "load_interfacegan_direction",
-    "parse_edit", "render_edits", "render_interpolation", "save_ganspace", "synthesize_one",
+    "MAX_EDIT_VALUE",
+    "Direction",
+    "DirectionFileError",
+    "EditError",
+    "GanspacePCA",
+    "apply_edits",
+    "check_edit_value",
+    "compute_ganspace",
+    "ensure_known",
+    "ganspace_direction",
+    "interpolate",
+    "interpolation_alphas",
+    "load_ganspace",
+    "load_interfacegan_direction",
+    "parse_edit",
+    "render_edits",
+    "render_interpolation",
+    "save_ganspace",
+    "synthesize_one",
 ]

@@ -13,8 +13,10 @@ and appears as sliders whenever that generator is used (``load_library(generator
 
 from __future__ import annotations
 
+import logging
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -22,16 +24,27 @@ from pathlib import Path
 from typing import Any
 
 from hyperinverter_gui.editing.edits import (
+    MAX_COMPONENT,
+    MAX_EDIT_VALUE,
+    MAX_LAYER,
     Direction,
     EditError,
     GanspacePCA,
+    ensure_known,
     ganspace_direction,
     load_ganspace,
     load_interfacegan_direction,
 )
-from hyperinverter_gui.errors import HyperInverterError
+from hyperinverter_gui.errors import HyperInverterError, ManifestError
+from hyperinverter_gui.formats.guard import (
+    check_file_name,
+    file_kind_problem,
+    finite_number,
+    whole_number,
+)
 from hyperinverter_gui.host.paths import checkout_directions_dir, user_directions_dir
 
+log = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.toml"
 # Generator families the manifest's directions were found for, by resolution.
 FAMILY_RESOLUTION = {"ffhq": 1024, "church": 256}
@@ -54,10 +67,34 @@ def packaged_manifest() -> Traversable:
 
 
 def _read_toml(path: Path | Traversable) -> dict[str, Any]:
+    if isinstance(path, Path):
+        problem = file_kind_problem(path)
+        if problem is not None:
+            raise ManifestError(f"directions manifest {path} {problem}")
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise HyperInverterError(f"{path}: not valid TOML ({e})") from None
+        raise ManifestError(f"{path}: not valid TOML ({e})") from None
+    except OSError as e:
+        raise ManifestError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _tables(data: dict[str, Any], key: str, path: Path | Traversable) -> list[dict[str, Any]]:
+    """The ``[[key]]`` tables of a manifest; anything else there is a ManifestError naming the entry."""
+    items = data.get(key, [])
+    if not isinstance(items, list):
+        raise ManifestError(f"{path}: '{key}' must be a list of [[{key}]] tables, not a {type(items).__name__}")
+    for i, d in enumerate(items):
+        if not isinstance(d, dict):
+            raise ManifestError(f"{path}: {key} entry {i + 1} is a {type(d).__name__}, not a [[{key}]] table")
+    return items
+
+
+def _text(d: dict[str, Any], key: str, where: str, default: str = "") -> str:
+    value = d.get(key, default)
+    if not isinstance(value, str):
+        raise ManifestError(f"{where}: '{key}' must be a string, not {type(value).__name__} {value!r:.40}")
+    return value
 
 
 @dataclass
@@ -80,11 +117,20 @@ def direction_downloads(manifest: Path | Traversable | None = None) -> list[Dire
     if not path.is_file():
         return []
     out = []
-    for d in _read_toml(path).get("download", []):
+    for d in _tables(_read_toml(path), "download", path):
+        where = f"{path}: download entry '{d.get('name', '?')}'"
+        for key in ("name", "file", "url", "sha256", "generator", "description"):
+            _text(d, key, where)
+        check_file_name(str(d.get("file", "")), f"{where}: 'file'")
+        size = d.get("size")
+        if size is not None and (type(size) is not int or size < 0):
+            raise ManifestError(f"{where}: 'size' must be a whole number of bytes")
+        if not isinstance(d.get("default", False), bool):
+            raise ManifestError(f"{where}: 'default' must be true or false")
         try:
             out.append(DirectionDownload(**{k: v for k, v in d.items() if k in DirectionDownload.__dataclass_fields__}))
         except TypeError as e:
-            raise HyperInverterError(f"{path}: bad download entry {d.get('name', '?')}: {e}") from None
+            raise ManifestError(f"{path}: bad download entry {d.get('name', '?')}: {e}") from None
     return out
 
 
@@ -106,25 +152,45 @@ class SliderSpec:
     step: float = 0.1
 
     @classmethod
-    def from_toml(cls, d: dict[str, Any], where: str) -> "SliderSpec":
-        try:
-            name, kind, file = str(d["name"]), str(d["kind"]), str(d["file"])
-        except KeyError as e:
-            raise HyperInverterError(f"{where}: a slider lacks the required key {e.args[0]!r}") from None
+    def from_toml(cls, d: Any, where: str) -> "SliderSpec":
+        """One ``[[slider]]`` table, every value checked: a ManifestError names the slider and the field.
+
+        Bounds: ``range`` within +-``MAX_EDIT_VALUE``, ``step`` in (0, high - low], ``component``
+        in [0, ``MAX_COMPONENT``], ``layer_start``/``layer_stop`` in [0, ``MAX_LAYER``].
+        """
+        if not isinstance(d, dict):
+            raise ManifestError(f"{where}: a slider entry is a {type(d).__name__}, not a [[slider]] table")
+        for key in ("name", "kind", "file"):
+            if key not in d:
+                raise ManifestError(f"{where}: a slider lacks the required key {key!r}")
+        name = _text(d, "name", f"{where}: a slider")
+        at = f"{where}: slider '{name}'"
+        kind, file = _text(d, "kind", at), _text(d, "file", at)
+        check_file_name(file, f"{at}: 'file'")
         if kind not in ("interfacegan", "ganspace"):
-            raise HyperInverterError(f"{where}: slider '{name}' has unknown kind {kind!r} (interfacegan or ganspace)")
+            raise ManifestError(f"{at} has unknown kind {kind!r} (interfacegan or ganspace)")
         if kind == "ganspace" and "component" not in d:
-            raise HyperInverterError(f"{where}: GANSpace slider '{name}' needs a component")
+            raise ManifestError(f"{at}: a GANSpace slider needs a component")
         rng = d.get("range", [-3.0, 3.0])
-        if not (isinstance(rng, list) and len(rng) == 2 and float(rng[0]) < float(rng[1])):
-            raise HyperInverterError(f"{where}: slider '{name}' range must be [low, high]")
+        if not (isinstance(rng, list) and len(rng) == 2):
+            raise ManifestError(f"{at}: 'range' must be [low, high], not {rng!r:.40}")
+        low = finite_number(rng[0], "range low", at, -MAX_EDIT_VALUE, MAX_EDIT_VALUE, ManifestError)
+        high = finite_number(rng[1], "range high", at, -MAX_EDIT_VALUE, MAX_EDIT_VALUE, ManifestError)
+        if not low < high:
+            raise ManifestError(f"{at}: 'range' must be [low, high] with low < high, not [{low:g}, {high:g}]")
+        step = finite_number(d.get("step", 0.1), "step", at, 0.0, high - low, ManifestError)
+        if step <= 0:
+            raise ManifestError(f"{at}: 'step' must be greater than 0")
+        component = whole_number(d["component"], "component", at, 0, MAX_COMPONENT, ManifestError) \
+            if "component" in d else None
+        layer_start = whole_number(d.get("layer_start", 0), "layer_start", at, 0, MAX_LAYER, ManifestError)
+        layer_stop = whole_number(d["layer_stop"], "layer_stop", at, 1, MAX_LAYER, ManifestError) \
+            if "layer_stop" in d else None
         return cls(
-            name=name, kind=kind, file=file, label=str(d.get("label", name)), group=str(d.get("group", "")),
-            url=str(d.get("url", "")), generator=str(d.get("generator", "")),
-            component=int(d["component"]) if "component" in d else None,
-            layer_start=int(d.get("layer_start", 0)),
-            layer_stop=int(d["layer_stop"]) if "layer_stop" in d else None,
-            value_range=(float(rng[0]), float(rng[1])), step=float(d.get("step", 0.1)),
+            name=name, kind=kind, file=file, label=_text(d, "label", at, name), group=_text(d, "group", at),
+            url=_text(d, "url", at), generator=_text(d, "generator", at),
+            component=component, layer_start=layer_start, layer_stop=layer_stop,
+            value_range=(low, high), step=step,
         )
 
 
@@ -137,16 +203,35 @@ class DirectionLibrary:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason) present but unusable here
     specs: list[SliderSpec] = field(default_factory=list)
 
+    def pick(self, values: Sequence[tuple[str, float]]) -> list[tuple[Direction, float]]:
+        """``(Direction, value)`` for ``NAME=VALUE`` pairs; an ``EditError`` says why a name cannot be used
+        (given twice, its file missing and where to get it, unusable with this generator, unknown)."""
+        names = [n for n, _ in values]
+        if len(set(names)) != len(names):
+            raise EditError("each direction may be given once")
+        missing = {s.name: s for s in self.missing}
+        for n in names:
+            if n in missing and n not in self.directions:
+                raise EditError(f"direction '{n}' needs {missing[n].file}, which is not in the directions folder; "
+                                f"download it from {missing[n].url or 'its upstream project'}")
+            for skipped, why in self.skipped:
+                if skipped == n:
+                    raise EditError(f"direction '{n}' cannot be used with this generator: {why}")
+        ensure_known(names, self.directions)
+        return [(self.directions[n], float(v)) for n, v in values]
+
 
 def read_manifest(folder: Path | None = None) -> list[SliderSpec]:
     """The sliders of ``folder``'s own manifest.toml when it has one, else of the packaged manifest."""
     path: Path | Traversable = packaged_manifest()
-    if folder is not None and (Path(folder) / MANIFEST_NAME).is_file():
-        path = Path(folder) / MANIFEST_NAME
-    if not path.is_file():
+    if folder is not None and Path(folder).is_file():
+        raise ManifestError(f"{folder} is a file; give the folder that holds the direction files")
+    if folder is not None and (Path(folder) / MANIFEST_NAME).exists():
+        path = Path(folder) / MANIFEST_NAME  # a folder or FIFO under that name is reported by _read_toml
+    if not path.is_file() and not isinstance(path, Path):
         return []
     data = _read_toml(path)
-    specs = [SliderSpec.from_toml(d, str(path)) for d in data.get("slider", [])]
+    specs = [SliderSpec.from_toml(d, str(path)) for d in _tables(data, "slider", path)]
     urls = {d.get("file"): d.get("url", "") for d in data.get("download", []) if isinstance(d, dict)}
     for spec in specs:
         spec.url = spec.url or str(urls.get(spec.file, ""))
@@ -242,7 +327,12 @@ def _computed_specs(key: str | None) -> list[SliderSpec]:
     _, toml = computed_files(key)
     if not toml.is_file():
         return []
-    return [SliderSpec.from_toml(d, str(toml)) for d in _read_toml(toml).get("slider", [])]
+    try:
+        data = _read_toml(toml)
+        return [SliderSpec.from_toml(d, str(toml)) for d in _tables(data, "slider", toml)]
+    except ManifestError as e:  # a cache of ours: a damaged one is recomputed, never fatal
+        log.warning("ignoring the damaged computed-directions manifest %s: %s", toml, e)
+        return []
 
 
 def load_library(

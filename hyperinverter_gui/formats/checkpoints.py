@@ -10,11 +10,17 @@ from typing import Any, Mapping
 import torch
 
 from hyperinverter_gui.errors import ModelFileError, UnsafeModelFileError
-from hyperinverter_gui.formats import sniff
+from hyperinverter_gui.formats import guard, sniff
 
 
 def load_torch_file(path: str | Path) -> Any:
-    """``torch.load(weights_only=True)`` with a specific message for each way it can fail."""
+    """``torch.load(weights_only=True)`` with a specific message for each way it can fail
+    (any other failure of torch's reader is still a ``ModelFileError`` naming the file)."""
+    with guard.reading(path, "PyTorch checkpoint"):
+        return _load_torch_file(Path(path))
+
+
+def _load_torch_file(path: Path) -> Any:
     path = Path(path)
     kind = sniff.sniff_file(path)
     if kind == "pickle":

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from hyperinverter_gui.errors import ModelFileError, ModelMismatchError
-from hyperinverter_gui.formats import checkpoints
+from hyperinverter_gui.formats import checkpoints, guard
 from hyperinverter_gui.formats.loading import generator_from_state_dict, load_strict
 from hyperinverter_gui.formats.rosinality import convert_rosinality_state_dict
 from hyperinverter_gui.networks.construction import uninitialized
@@ -303,6 +303,11 @@ def load_hyperstyle(checkpoint: str | Path, w_encoder: str | Path | None) -> Hyp
     :class:`ModelFileError` / :class:`ModelMismatchError` with a message for
     the user when a file is missing, truncated, of another kind, or does not fit.
     """
+    with guard.reading(checkpoint, "HyperStyle checkpoint"):
+        return _load_hyperstyle(Path(checkpoint), w_encoder)
+
+
+def _load_hyperstyle(checkpoint: Path, w_encoder: str | Path | None) -> HyperStyle:
     checkpoint = Path(checkpoint)
     if w_encoder is None:
         raise ModelFileError(

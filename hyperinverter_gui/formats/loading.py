@@ -9,7 +9,7 @@ from typing import Mapping
 import torch
 
 from hyperinverter_gui.errors import ModelFileError, ModelMismatchError, UnsafeModelFileError
-from hyperinverter_gui.formats import checkpoints, nvidia_pickle, sniff
+from hyperinverter_gui.formats import checkpoints, guard, nvidia_pickle, sniff
 from hyperinverter_gui.networks.construction import uninitialized
 from hyperinverter_gui.networks.encoders import detect_backbone
 from hyperinverter_gui.networks.hyperinverter import HyperInverter, HyperInverterConfig
@@ -17,8 +17,15 @@ from hyperinverter_gui.networks.hypernetwork import TargetLayer, feature_index
 from hyperinverter_gui.networks.stylegan2 import Generator, GeneratorConfig
 
 
-def load_strict(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], what: str, source: str) -> None:
+def load_strict(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], what: str, source: str,
+                check_finite: bool = True) -> None:
+    """Make ``sd``'s tensors the module's parameters, after checking names, shapes, dtypes and
+    (unless ``check_finite`` is False: the model cache, written only from checked models) that
+    every floating-point tensor is finite: NaN/Inf weights would render black images as successes."""
     own = module.state_dict()
+    not_tensors = [k for k in own if k in sd and not isinstance(sd[k], torch.Tensor)]
+    if not_tensors:
+        raise ModelFileError(f"{source}: the {what}'s {not_tensors[0]} is not a tensor")
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     wrong = [
@@ -35,19 +42,52 @@ def load_strict(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], what: s
         problems.append(f"shape mismatch in {len(wrong)} tensors, e.g. {'; '.join(wrong[:3])}")
     if problems:
         raise ModelMismatchError(f"{source}: the {what} does not fit: " + "; ".join(problems))
+    for k, t in own.items():
+        if t.is_floating_point() and not (sd[k].is_floating_point() or sd[k].dtype in _INTEGER_DTYPES):
+            raise ModelFileError(f"{source}: the {what}'s tensor {k} holds {sd[k].dtype} values, not numbers")
+        if check_finite:
+            guard.check_finite(sd[k], f"{what}: {k}", source)
     # Modules are built uninitialised (models.construction); the file's tensors become the parameters.
     module.load_state_dict({k: sd[k].to(own[k].dtype) for k in own}, strict=True, assign=True)
 
 
+_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _rank(sd: Mapping[str, torch.Tensor], key: str, ndim: int, source: str) -> None:
+    t = sd.get(key)
+    if t is not None and (not isinstance(t, torch.Tensor) or t.ndim != ndim):
+        shape = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ModelFileError(f"{source}: generator tensor {key} has shape {shape}, expected {ndim} dimensions")
+
+
+def _check_generator_ranks(sd: Mapping[str, torch.Tensor], source: str) -> None:
+    """The ranks of the tensors the architecture is derived from (the rest are compared by shape)."""
+    for k in sd:
+        parts = k.split(".")
+        if k.startswith("mapping.") and k.endswith(".weight"):
+            _rank(sd, k, 2, source)
+        elif k.startswith("synthesis.") and parts[-1] == "weight" and parts[-2] in ("conv0", "conv1", "torgb"):
+            _rank(sd, k, 4, source)
+
+
 def generator_from_state_dict(
-    cfg: GeneratorConfig, sd: Mapping[str, torch.Tensor], source: str = "generator"
+    cfg: GeneratorConfig, sd: Mapping[str, torch.Tensor], source: str = "generator", check_finite: bool = True
 ) -> Generator:
     sd = dict(sd)
+    bad = next((k for k, v in sd.items() if not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise ModelFileError(f"{source}: generator entry {bad} is a {type(sd[bad]).__name__}, not a tensor")
     # Filters stored 1-D (separable) are applied as their outer product.
     for k, v in list(sd.items()):
         if k.endswith("resample_filter") and v.ndim == 1:
             sd[k] = torch.outer(v, v)
-    derived = GeneratorConfig.from_state_dict(sd)
+    _check_generator_ranks(sd, source)
+    try:
+        derived = GeneratorConfig.from_state_dict(sd)
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        detail = f"lacks {e}" if isinstance(e, KeyError) else guard.first_line(e)
+        raise ModelFileError(f"{source}: the tensors do not form a StyleGAN2 generator ({detail})") from None
     for attr in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_layers", "channels"):
         if getattr(cfg, attr) != getattr(derived, attr):
             raise ModelMismatchError(
@@ -59,11 +99,18 @@ def generator_from_state_dict(
             g = Generator(cfg)
     except ValueError as e:
         raise ModelFileError(f"{source}: {e}") from None
-    load_strict(g, sd, "generator", source)
+    load_strict(g, sd, "generator", source, check_finite)
     return g.eval().requires_grad_(False)
 
 
 def load_generator(path: str | Path) -> Generator:
+    """A StyleGAN2 generator from any supported file (see :func:`_load_generator`); any failure is a
+    ``ModelFileError`` (or subclass) naming the file."""
+    with guard.reading(path, "StyleGAN2 generator"):
+        return _load_generator(path)
+
+
+def _load_generator(path: str | Path) -> Generator:
     """A StyleGAN2 generator from any supported file, converted to stylegan2-ada-pytorch names.
 
     Supported: NVIDIA stylegan2-ada-pytorch network pickles, NVIDIA's original
@@ -83,7 +130,7 @@ def load_generator(path: str | Path) -> Generator:
             obj = None  # rosinality *training* checkpoints hold argparse options; the converter allows those
         what = checkpoints.describe_checkpoint(obj) if obj is not None else "rosinality_generator"
         if what in ("rosinality_generator", "e4e", "hyperstyle"):
-            cfg, sd = load_rosinality_generator(path if obj is None else obj)
+            cfg, sd = load_rosinality_generator(path if obj is None else obj, source=path.name)
             return generator_from_state_dict(cfg, sd, path.name)
         raise ModelFileError(
             f"{path.name} is {checkpoints.KIND_NAMES[what]}, not a StyleGAN2 generator "
@@ -95,7 +142,7 @@ def load_generator(path: str | Path) -> Generator:
     kwargs, sd = nvidia_pickle.load_stylegan2_ada_pickle(path)
     try:
         cfg = GeneratorConfig.from_stylegan2_ada_kwargs(kwargs)
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as e:
         raise ModelFileError(f"{path.name}: generator configuration is incomplete or invalid ({e})") from None
     return generator_from_state_dict(cfg, sd, path.name)
 
@@ -132,6 +179,10 @@ def _hyperinverter_config(
         w1, w2 = regs.get(f"{reg}.w1"), regs.get(f"{reg}.w2")
         if w1 is None or w2 is None:
             raise ModelFileError(f"{source}: regressor {reg} lacks w1/w2")
+        for part, t_ in (("w1", w1), ("w2", w2)):
+            if t_.ndim != 2:
+                raise ModelFileError(f"{source}: tensor hypernet.weight_regressors.{reg}.{part} has shape "
+                                     f"{list(t_.shape)}, expected 2 dimensions")
         shape = tuple(int(s) for s in shapes[layer])
         t = TargetLayer(layer, shape, feature_index(layer))
         o, i, k = t.out_in_kernel
@@ -159,7 +210,17 @@ def load_hyperinverter(
     E1 comes from the checkpoint's ``w_encoder.*`` tensors, or from a separate
     pSp-style W-encoder file (``encoder.*``) when ``w_encoder`` is given.
     The checkpoint's ``discriminator.*`` tensors are never materialised.
+    Any failure is a ``ModelFileError`` (or subclass) naming the file.
     """
+    with guard.reading(checkpoint, "HyperInverter checkpoint"):
+        return _load_hyperinverter(Path(checkpoint), generator, w_encoder)
+
+
+def _load_hyperinverter(
+    checkpoint: Path,
+    generator: Generator | str | Path,
+    w_encoder: str | Path | None = None,
+) -> HyperInverter:
     checkpoint = Path(checkpoint)
     if not isinstance(generator, Generator):
         generator = load_generator(generator)
@@ -195,13 +256,14 @@ def build_hyperinverter(
     hypernet_sd: Mapping[str, torch.Tensor],
     source: str,
     w_source: str | None = None,
+    check_finite: bool = True,
 ) -> HyperInverter:
     """Assemble a HyperInverter from its three state dicts (prefixes removed)."""
     with uninitialized():
         model = HyperInverter(torch.nn.Identity(), cfg)  # type: ignore[arg-type]
     model.generator = generator
-    load_strict(model.w_encoder, w_encoder_sd, "W encoder (E1)", w_source or source)
-    load_strict(model.w_bar_encoder, w_bar_encoder_sd, "E2 encoder", source)
-    load_strict(model.hypernet, hypernet_sd, "hypernetwork", source)
+    load_strict(model.w_encoder, w_encoder_sd, "W encoder (E1)", w_source or source, check_finite)
+    load_strict(model.w_bar_encoder, w_bar_encoder_sd, "E2 encoder", source, check_finite)
+    load_strict(model.hypernet, hypernet_sd, "hypernetwork", source, check_finite)
     return model.eval().requires_grad_(False)
 

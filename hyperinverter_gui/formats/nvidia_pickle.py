@@ -15,16 +15,28 @@ persistence hook is replaced by a function that keeps ``class_name`` and
 from __future__ import annotations
 
 import io
-import pickle
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
-from hyperinverter_gui.errors import ModelFileError, UnsafeModelFileError
-from hyperinverter_gui.formats import sniff
+from hyperinverter_gui.errors import (
+    ModelFileError,
+    ModelStructureError,
+    UnsafeModelFileError,
+)
+from hyperinverter_gui.formats import guard, sniff
 from hyperinverter_gui.formats.safe_pickle import AllowListUnpickler, common_globals
+
+# Limits on the object tree of a network pickle. The official generators are at most 5 modules
+# deep and hold a few hundred modules; the limits leave a wide margin and keep flattening linear
+# in the file size (a pickle can name one sub-module many times through its memo, which would
+# otherwise make a 2 MB file expand to 2**40 modules).
+MAX_MODULE_DEPTH = 32
+MAX_MODULES = 20_000
+MAX_TENSOR_ELEMENTS = 1 << 31  # 8 GiB of float32 in one tensor; the largest official one is 2.4 M
 
 
 @dataclass
@@ -36,24 +48,64 @@ class PersistentObject:
 
     @property
     def init_kwargs(self) -> dict[str, Any]:
-        return dict(self.state.get("_init_kwargs") or {})
+        kwargs = self.state.get("_init_kwargs") or {}
+        if not isinstance(kwargs, Mapping):
+            raise ModelFileError(f"{self.class_name}: its init_kwargs are a {type(kwargs).__name__}, not a dict")
+        return dict(kwargs)
+
+    def _part(self, key: str, prefix: str) -> Mapping[str, Any]:
+        value = self.state.get(key) or {}
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ModelFileError(f"malformed network pickle: {prefix or self.class_name} has a {key} "
+                                 f"that is a {type(value).__name__} rather than a dict of names")
+        return value
 
     def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
-        """Flatten parameters and persistent buffers like ``nn.Module.state_dict()``."""
+        """Flatten parameters and persistent buffers like ``nn.Module.state_dict()``.
+
+        Each sub-module object is visited once: one reached twice (shared through the pickle's
+        memo) or through itself (a cycle), deeper than ``MAX_MODULE_DEPTH`` or beyond
+        ``MAX_MODULES`` in all is refused with :class:`ModelStructureError`.
+        """
         out: dict[str, torch.Tensor] = {}
-        for name, p in (self.state.get("_parameters") or {}).items():
-            if p is not None:
-                out[prefix + name] = _as_tensor(p, prefix + name)
-        skip = set(self.state.get("_non_persistent_buffers_set") or ())
-        for name, b in (self.state.get("_buffers") or {}).items():
-            if b is not None and name not in skip:
-                out[prefix + name] = _as_tensor(b, prefix + name)
-        for name, sub in (self.state.get("_modules") or {}).items():
-            if sub is None:
-                continue
-            if not isinstance(sub, PersistentObject):
-                raise ModelFileError(f"sub-module {prefix + name} is not a network object ({type(sub).__name__})")
-            out.update(sub.state_dict(prefix + name + "."))
+        seen: dict[int, str] = {}
+        # Iterative depth-first walk (no Python recursion, so no RecursionError on deep files).
+        stack: list[tuple[PersistentObject, str, int]] = [(self, prefix, 0)]
+        while stack:
+            node, pre, depth = stack.pop()
+            where = pre[:-1] or node.class_name
+            if len(where) > 80:
+                where = "..." + where[-77:]
+            if id(node) in seen:
+                raise ModelStructureError(
+                    f"malformed network pickle: sub-module {where} is the same object as {seen[id(node)]}; "
+                    "a network never shares sub-modules (a crafted or damaged file)"
+                )
+            seen[id(node)] = where
+            if len(seen) > MAX_MODULES:
+                raise ModelStructureError(
+                    f"malformed network pickle: more than {MAX_MODULES} sub-modules; no StyleGAN2 network has that many"
+                )
+            if depth > MAX_MODULE_DEPTH:
+                raise ModelStructureError(
+                    f"malformed network pickle: sub-modules nested more than {MAX_MODULE_DEPTH} levels deep ({where})"
+                )
+            for name, p in node._part("_parameters", pre).items():
+                if p is not None:
+                    out[pre + name] = _as_tensor(p, pre + name)
+            skip = node.state.get("_non_persistent_buffers_set") or ()
+            if not isinstance(skip, (set, frozenset, list, tuple)):
+                raise ModelFileError(f"malformed network pickle: {where} has a malformed buffer list")
+            for name, b in node._part("_buffers", pre).items():
+                if b is not None and name not in skip:
+                    out[pre + name] = _as_tensor(b, pre + name)
+            subs = list(node._part("_modules", pre).items())
+            for name, sub in reversed(subs):  # reversed: popped in the file's order
+                if sub is None:
+                    continue
+                if not isinstance(sub, PersistentObject):
+                    raise ModelFileError(f"sub-module {pre + name} is not a network object ({type(sub).__name__})")
+                stack.append((sub, pre + name + ".", depth + 1))
         return out
 
 
@@ -61,6 +113,61 @@ def _as_tensor(value: Any, name: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise ModelFileError(f"{name} is not a tensor ({type(value).__name__})")
     return value.detach().to(torch.float32) if value.is_floating_point() else value.detach()
+
+
+def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, (tuple, list, torch.Size)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ModelFileError(f"malformed tensor in network pickle: its {what} is not a tuple of integers")
+    if len(value) > 8:
+        raise ModelStructureError(f"malformed tensor in network pickle: {len(value)} dimensions")
+    return tuple(value)
+
+
+def _checked_view(storage: Any, offset: Any, size: Any, stride: Any) -> tuple[Any, int, tuple, tuple]:
+    """Check tensor-rebuild arguments before torch sees them: right types, inside the storage."""
+    if not isinstance(storage, (torch.UntypedStorage, torch.TypedStorage)):
+        raise ModelFileError(
+            f"malformed tensor in network pickle: its storage is a {type(storage).__name__}, not tensor data"
+        )
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise ModelFileError("malformed tensor in network pickle: its storage offset is not a non-negative integer")
+    size, stride = _int_tuple(size, "size"), _int_tuple(stride, "stride")
+    if len(size) != len(stride) or any(s < 0 for s in size) or any(s < 0 for s in stride):
+        raise ModelFileError("malformed tensor in network pickle: its size and stride do not match")
+    numel = math.prod(size)
+    if numel > MAX_TENSOR_ELEMENTS:
+        raise ModelStructureError(f"malformed tensor in network pickle: {numel} elements in one tensor")
+    if numel:
+        n = storage._size() if isinstance(storage, torch.TypedStorage) else storage.nbytes()
+        last = offset + sum((d - 1) * s for d, s in zip(size, stride))
+        if last >= n or numel > n:  # outside the data, or an overlapping (expanded) view no model stores
+            raise ModelStructureError(
+                f"malformed tensor in network pickle: a {list(size)} tensor does not fit in its {n}-element storage"
+            )
+    return storage, offset, size, stride
+
+
+def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any = False,
+                       backward_hooks: Any = None, metadata: Any = None) -> torch.Tensor:
+    storage, storage_offset, size, stride = _checked_view(storage, storage_offset, size, stride)
+    return torch._utils._rebuild_tensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any) -> torch.Tensor:
+    return torch._utils._rebuild_tensor(*_checked_view(storage, storage_offset, size, stride))
+
+
+def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None) -> torch.Tensor:
+    if not isinstance(data, torch.Tensor):
+        raise ModelFileError(f"malformed parameter in network pickle: its data is a {type(data).__name__}")
+    return data  # a plain tensor: parameters are read-only data here
+
+
+def _size(*args: Any) -> torch.Size:
+    if len(args) != 1:
+        raise ModelFileError("malformed tensor size in network pickle")
+    return torch.Size(_int_tuple(args[0], "size"))
 
 
 def _reconstruct_persistent_obj(meta: Any) -> PersistentObject:
@@ -79,7 +186,10 @@ def _load_storage_from_bytes(data: bytes) -> Any:
     # were saved from GPUs and must open on CPU-only machines.
     if not isinstance(data, (bytes, bytearray)):
         raise ModelFileError("malformed tensor storage in network pickle")
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    storage = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    if not isinstance(storage, (torch.UntypedStorage, torch.TypedStorage)):
+        raise ModelFileError(f"malformed tensor storage in network pickle (a {type(storage).__name__})")
+    return storage
 
 
 _ALLOWED: dict[tuple[str, str], Callable[..., Any] | type] = {
@@ -87,11 +197,12 @@ _ALLOWED: dict[tuple[str, str], Callable[..., Any] | type] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    # torch's own rebuild functions behind checks of their arguments' types and bounds.
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
-    ("torch", "Size"): torch.Size,
+    ("torch", "Size"): _size,
 }
 
 
@@ -135,17 +246,21 @@ class _StructureUnpickler(RestrictedUnpickler):
 def peek_generator_kwargs(path: str | Path) -> dict[str, Any]:
     """``G_ema.init_kwargs`` of an NVIDIA pickle without building any tensor."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = _StructureUnpickler(f).load()
-    except (UnsafeModelFileError, ModelFileError):
-        raise
-    except Exception as e:  # noqa: BLE001 - any parse failure means a damaged file
-        raise ModelFileError(f"{path.name} is truncated or corrupt ({type(e).__name__})") from None
-    g = data.get("G_ema") if isinstance(data, dict) else None
-    if not isinstance(g, PersistentObject):
-        raise ModelFileError(f"{path.name} has no generator 'G_ema'")
-    return g.init_kwargs
+    sniff.sniff_file(path)  # missing, folder, FIFO, empty
+    with guard.reading(path, "network pickle"):
+        try:
+            with open(path, "rb") as f:
+                data = _StructureUnpickler(f).load()
+        except (UnsafeModelFileError, ModelFileError):
+            raise
+        except Exception as e:  # noqa: BLE001 - any parse failure means a damaged file
+            if isinstance(e, (RecursionError, MemoryError)):
+                raise
+            raise ModelFileError(f"{path.name} is truncated or corrupt ({type(e).__name__})") from None
+        g = data.get("G_ema") if isinstance(data, dict) else None
+        if not isinstance(g, PersistentObject):
+            raise ModelFileError(f"{path.name} has no generator 'G_ema'")
+        return g.init_kwargs
 
 
 def read_network_pickle(path: str | Path) -> dict[str, Any]:
@@ -160,12 +275,12 @@ def read_network_pickle(path: str | Path) -> dict[str, Any]:
     if kind != "pickle":
         raise ModelFileError(f"{path.name} is not a network pickle (unrecognised file contents)")
     try:
-        with open(path, "rb") as f:
+        with guard.reading(path, "network pickle"), open(path, "rb") as f:
             data = RestrictedUnpickler(f).load()
-    except (UnsafeModelFileError, ModelFileError):
+    except ModelFileError as e:
+        if type(e) in (ModelFileError, ModelStructureError) and not str(e).startswith(path.name):
+            raise type(e)(f"{path.name}: {e}") from None  # name the file in messages from inside the pickle
         raise
-    except (EOFError, pickle.UnpicklingError, ValueError, RuntimeError, TypeError, IndexError) as e:
-        raise ModelFileError(f"{path.name} is truncated or corrupt ({type(e).__name__}: {e})") from None
     if not isinstance(data, dict):
         raise ModelFileError(f"{path.name}: expected a dict of networks, found {type(data).__name__}")
     return data
@@ -181,7 +296,10 @@ def load_stylegan2_ada_pickle(path: str | Path) -> tuple[dict[str, Any], dict[st
         raise ModelFileError(f"{path.name} has no generator 'G_ema' (found keys: {keys or 'none'})")
     if g.class_name != "Generator":
         raise ModelFileError(f"{path.name}: 'G_ema' is a {g.class_name}, expected a Generator")
-    kwargs = g.init_kwargs
-    sd = g.state_dict()
+    try:
+        kwargs = g.init_kwargs
+        sd = g.state_dict()
+    except ModelFileError as e:
+        raise type(e)(f"{path.name}: {e}") from None
     del data  # drop D, G, augment_pipe early
     return kwargs, sd

@@ -223,6 +223,7 @@ def convert_rosinality_state_dict(
 def load_rosinality_generator(
     path_or_obj: str | Path | Mapping[str, Any],
     mapping_lr_multiplier: float = DEFAULT_LR_MLP,
+    source: str = "generator",
 ) -> tuple[GeneratorConfig, dict[str, torch.Tensor]]:
     """``(config, NVIDIA-named state dict)`` of the ``g_ema`` in a rosinality ``.pt`` file.
 
@@ -235,6 +236,6 @@ def load_rosinality_generator(
         source = path.name
         obj = _load(path)
     else:
-        source, obj = "generator", path_or_obj
+        obj = path_or_obj  # ``source`` names it in messages
     g, latent_avg = _find_generator(obj, source)
     return convert_rosinality_state_dict(g, latent_avg, source, mapping_lr_multiplier)

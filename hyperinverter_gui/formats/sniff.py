@@ -18,6 +18,8 @@ def sniff_file(path: Path) -> str:
         raise ModelFileError(f"model file not found: {path}")
     if path.is_dir():
         raise ModelFileError(f"{path} is a folder, not a model file")
+    if not path.is_file():  # a FIFO or device: opening it could block forever
+        raise ModelFileError(f"{path} is not a regular file (a named pipe or a device), not a model file")
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:

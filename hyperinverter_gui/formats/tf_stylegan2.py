@@ -44,12 +44,18 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from hyperinverter_gui.errors import ModelFileError, UnsafeModelFileError
+from hyperinverter_gui.errors import (
+    ModelFileError,
+    ModelStructureError,
+    UnsafeModelFileError,
+)
 from hyperinverter_gui.formats import sniff
 from hyperinverter_gui.formats.safe_pickle import AllowListUnpickler, common_globals
 from hyperinverter_gui.networks.stylegan2 import GeneratorConfig
 
 TF_NETWORK_MODULE = "dnnlib.tflib.network"
+MAX_NETWORK_DEPTH = 16  # Gs -> mapping/synthesis: 1 level in the official files
+MAX_NETWORKS = 1_000
 
 # Keyword arguments of the TF build functions that only matter for training,
 # for TF graph construction or for random noise; they do not change the
@@ -75,10 +81,27 @@ class TFNetwork:
     variables: dict[str, np.ndarray] = field(default_factory=dict)
 
     def all_variables(self, prefix: str = "") -> dict[str, np.ndarray]:
-        """Own variables plus those of every component, under ``<component>/``."""
-        out = {prefix + k: v for k, v in self.variables.items()}
-        for cname, comp in self.components.items():
-            out.update(comp.all_variables(f"{prefix}{cname}/"))
+        """Own variables plus those of every component, under ``<component>/``.
+
+        Each network object is visited once, at most ``MAX_NETWORK_DEPTH`` levels down: a
+        component shared through the pickle's memo would otherwise make a small file expand
+        exponentially (the same limit as for stylegan2-ada pickles).
+        """
+        out: dict[str, np.ndarray] = {}
+        seen: set[int] = set()
+        stack: list[tuple[TFNetwork, str, int]] = [(self, prefix, 0)]
+        while stack:
+            net, pre, depth = stack.pop()
+            if id(net) in seen:
+                raise ModelStructureError(
+                    f"malformed TensorFlow network pickle: component {pre.rstrip('/')[:80]} is the same object as "
+                    "another one; a network never shares components (a crafted or damaged file)")
+            seen.add(id(net))
+            if depth > MAX_NETWORK_DEPTH or len(seen) > MAX_NETWORKS:
+                raise ModelStructureError("malformed TensorFlow network pickle: components nested too deeply")
+            out.update({pre + k: v for k, v in net.variables.items()})
+            for cname, comp in net.components.items():
+                stack.append((comp, f"{pre}{cname}/", depth + 1))
         return out
 
 
@@ -427,5 +450,7 @@ def load_tf_generator(path: str | Path) -> tuple[GeneratorConfig, dict[str, torc
     del data  # drop G and D
     try:
         return convert_tf_generator(gs, path.name)
+    except ModelStructureError as e:
+        raise ModelStructureError(f"{path.name}: {e}") from None
     except (TypeError, ValueError, OverflowError) as e:
         raise ModelFileError(f"{path.name}: generator settings are invalid ({e})") from None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 import torch
 
-from hyperinverter_gui.errors import HyperInverterError, ModelFileError, ModelMismatchError
+from hyperinverter_gui.errors import InversionFileError
 from hyperinverter_gui.media.atomic import atomic_write
 from hyperinverter_gui.networks.hyperinverter import HyperInverter
 
@@ -102,26 +104,62 @@ def canonical_safetensors(blob: bytes) -> bytes:
     return struct.pack("<Q", len(text)) + text + blob[8 + n:]
 
 
+# Bounds of a saved inversion (documented in docs/design-notes.md): a 1024 px generator has 18 ws
+# of 512; 64 ws, w of 4096 and 8192 px images leave a wide margin.
+MAX_NUM_WS = 64
+MAX_W_DIM = 4096
+MAX_IMAGE_SIDE = 8192
+
+
 def load_inversion(path: str | Path) -> InversionResult:
-    """Read a file written by :func:`save_inversion`."""
+    """Read a file written by :func:`save_inversion`.
+
+    Every way a file can be bad is an :class:`InversionFileError` naming the file (and the
+    tensor): not a regular file, truncated, not ours, a tensor missing, of the wrong shape or
+    dtype, or holding NaN/Inf (which would render a flat black image as a success).
+    """
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
-    if not path.exists():
-        raise HyperInverterError(f"inversion file not found: {path}")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InversionFileError(f"inversion file not found: {path}") from None
+    except OSError as e:
+        raise InversionFileError(f"cannot read {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(mode):  # a folder, or a FIFO that would block the reader: never opened
+        raise InversionFileError(f"{path} is {'a folder' if stat.S_ISDIR(mode) else 'not a regular file'}, "
+                                 "not an inversion file")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelFileError(f"{path.name} is not a readable inversion file ({e})") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, OverflowError, MemoryError) as e:
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise InversionFileError(f"{path.name} is not a readable inversion file (truncated or damaged: {detail})") \
+            from None
     if meta.get("format") != INVERSION_FORMAT:
-        raise ModelFileError(f"{path.name} is a safetensors file but not an inversion saved by this app")
+        raise InversionFileError(f"{path.name} is a safetensors file but not an inversion saved by this app")
     missing = [k for k in ("w", "phase1", "image") if k not in tensors]
     if missing:
-        raise ModelFileError(f"{path.name} lacks {', '.join(missing)}")
+        raise InversionFileError(f"{path.name} lacks {', '.join(missing)}")
+    for k, t in tensors.items():
+        if not t.is_floating_point():
+            raise InversionFileError(f"{path.name}: tensor '{k}' holds {t.dtype} values, not floating-point numbers")
+        if not bool(torch.isfinite(t).all()):
+            raise InversionFileError(f"{path.name}: tensor '{k}' holds NaN or infinite values; the file is damaged")
+    tensors = {k: v.float() for k, v in tensors.items()}
     w = tensors.pop("w")
-    if w.ndim != 2:
-        raise ModelMismatchError(f"{path.name}: w must be [num_ws, w_dim], got {list(w.shape)}")
+    if w.ndim != 2 or not (1 <= w.shape[0] <= MAX_NUM_WS and 1 <= w.shape[1] <= MAX_W_DIM):
+        raise InversionFileError(f"{path.name}: w must be [num_ws, w_dim], got {list(w.shape)}")
+    phase1, image = tensors["phase1"], tensors["image"]
+    for k, t in (("phase1", phase1), ("image", image)):
+        if t.ndim != 3 or t.shape[0] != 3 or t.shape[1] != t.shape[2] or not 1 <= t.shape[1] <= MAX_IMAGE_SIDE:
+            raise InversionFileError(f"{path.name}: '{k}' must be an image [3, R, R], got {list(t.shape)}")
+    if phase1.shape != image.shape:
+        raise InversionFileError(f"{path.name}: 'phase1' {list(phase1.shape)} and 'image' {list(image.shape)} differ")
     deltas = {k[len("delta."):]: v for k, v in tensors.items() if k.startswith("delta.")}
-    return InversionResult(w, WeightDeltas(deltas), tensors["phase1"], tensors["image"], meta)
+    for k, v in deltas.items():
+        if not k or v.ndim not in (1, 2, 4):  # biases, dense and conv weights
+            raise InversionFileError(f"{path.name}: 'delta.{k}' has shape {list(v.shape)}, not a layer's weights")
+    return InversionResult(w, WeightDeltas(deltas), phase1, image, meta)

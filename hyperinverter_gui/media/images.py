@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Mapping
 
@@ -12,7 +11,7 @@ import torch
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from hyperinverter_gui.errors import HyperInverterError, ImageFileError
-from hyperinverter_gui.media.atomic import atomic_write
+from hyperinverter_gui.media.atomic import atomic_write, shown
 from hyperinverter_gui.media.heif import HEIF_SUFFIXES, INSTALL_HINT, register_heif
 
 #: photos the editor and the command line open (HEIC/HEIF through pillow-heif, see media/heif.py)
@@ -30,17 +29,28 @@ def read_rgb(path: str | Path) -> Image.Image:
     """Open any common photo (HEIC/HEIF too) as an 8-bit RGB PIL image, honouring EXIF orientation."""
     path = Path(path)
     if not path.exists():
-        raise ImageFileError(f"image not found: {path}")
+        raise ImageFileError(f"image not found: {shown(path)}")
     if path.is_dir():
-        raise ImageFileError(f"{path} is a folder, not an image")
+        raise ImageFileError(f"{shown(path)} is a folder, not an image")
+    if not path.is_file():
+        # A FIFO or a device would block the reader (or never end): only plain files are photos.
+        raise ImageFileError(f"{shown(path)} is not a regular file (a pipe or a device), not an image")
     try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                im = ImageOps.exif_transpose(im)
+    except Image.DecompressionBombError:
+        # The same guard as alignment.photo.load_photo (PIL refuses over twice MAX_IMAGE_PIXELS).
+        raise ImageFileError(f"{shown(path.name)} is too large to open safely "
+                             f"(over {2 * Image.MAX_IMAGE_PIXELS:,} pixels)") from None
     except UnidentifiedImageError:
         raise ImageFileError(unreadable_message(path)) from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageFileError(f"{path.name} is truncated or corrupt ({e})") from None
+    except MemoryError:
+        raise ImageFileError(f"{shown(path.name)} is too large for the available memory") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageFileError(f"{shown(path.name)} is truncated or corrupt ({e})") from None
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         a = np.asarray(im, dtype=np.float64)
         peak = 65535.0 if a.max() > 255 else 255.0
@@ -51,6 +61,31 @@ def read_rgb(path: str | Path) -> Image.Image:
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         im = Image.alpha_composite(bg, rgba)
     return im.convert("RGB")
+
+
+def check_image_header(path: str | Path) -> None:
+    """Refuse before any work what ``read_rgb`` would refuse from the file's header alone: a missing
+    file, a folder, a pipe, a file that is no image, one too large to open safely. Cheap: no pixels
+    are decoded."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageFileError(f"image not found: {shown(path)}")
+    if path.is_dir():
+        raise ImageFileError(f"{shown(path)} is a folder, not an image")
+    if not path.is_file():
+        raise ImageFileError(f"{shown(path)} is not a regular file (a pipe or a device), not an image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path):
+                pass
+    except Image.DecompressionBombError:
+        raise ImageFileError(f"{shown(path.name)} is too large to open safely "
+                             f"(over {2 * Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+    except UnidentifiedImageError:
+        raise ImageFileError(unreadable_message(path)) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageFileError(f"{shown(path.name)} is truncated or corrupt ({e})") from None
 
 
 def image_to_tensor(im: Image.Image, resolution: int | None = None) -> torch.Tensor:
@@ -71,6 +106,19 @@ def load_image(path: str | Path, resolution: int | None = None) -> torch.Tensor:
     return image_to_tensor(read_rgb(path), resolution)
 
 
+class NonFiniteImageError(HyperInverterError):
+    """A rendered image holds NaN or infinity: writing it would give a flat, wrong picture."""
+
+
+def ensure_finite(img: torch.Tensor, what: str) -> torch.Tensor:
+    """Refuse an image with NaN/Inf values before it is shown as a result or written."""
+    if not bool(torch.isfinite(img).all()):
+        raise NonFiniteImageError(
+            f"{what} came out as invalid numbers (NaN or infinity), so it was not written: an edit value "
+            "may be far too large, or a model, direction or inversion file holds invalid numbers")
+    return img
+
+
 def tensor_to_uint8(img: torch.Tensor) -> np.ndarray:
     """[3,H,W] in [-1,1] -> HxWx3 uint8, rounding (x+1)/2*255."""
     if img.ndim != 3 or img.shape[0] not in (1, 3):
@@ -79,19 +127,23 @@ def tensor_to_uint8(img: torch.Tensor) -> np.ndarray:
     return a.permute(1, 2, 0).numpy()
 
 
-def save_png(img: torch.Tensor, path: str | Path, text: Mapping[str, str] | None = None) -> Path:
-    """Write [3,H,W] in [-1,1] as an 8-bit PNG, atomically, with optional text chunks."""
+def png_info(text: Mapping[str, str] | None) -> PngImagePlugin.PngInfo | None:
+    """PNG text chunks; values that cannot be encoded (file names that are not UTF-8) are made printable."""
+    if not text:
+        return None
+    info = PngImagePlugin.PngInfo()
+    for k, v in text.items():
+        info.add_text(shown(str(k)), shown(str(v)))
+    return info
+
+
+def save_png(img: torch.Tensor, path: str | Path, text: Mapping[str, str] | None = None,
+             overwrite: bool = True) -> Path:
+    """Write [3,H,W] in [-1,1] as an 8-bit PNG, atomically, with optional text chunks.
+
+    Non-finite pixels are refused (``NonFiniteImageError``); ``overwrite=False`` refuses a name
+    that exists when the file is complete (see ``media.atomic``)."""
+    ensure_finite(img, Path(path).name)
     im = Image.fromarray(tensor_to_uint8(img), "RGB")
-    info = None
-    if text:
-        info = PngImagePlugin.PngInfo()
-        for k, v in text.items():
-            info.add_text(str(k), str(v))
-
-    def write(tmp: str) -> None:
-        try:
-            im.save(tmp, format="PNG", pnginfo=info)
-        except OSError as e:
-            raise HyperInverterError(f"could not write {Path(path).name}: {e}") from None
-
-    return atomic_write(path, write, ".png")
+    info = png_info(text)
+    return atomic_write(path, lambda tmp: im.save(tmp, format="PNG", pnginfo=info), ".png", overwrite=overwrite)
