@@ -110,10 +110,15 @@ class Prepared:
 
 
 def unexpected(e: BaseException) -> str:
-    """A row's message for an error that is not one of ours: the kind and the innermost place."""
+    """A row's message for an error that is not one of ours: the kind and the innermost place; the
+    traceback goes to the log file of the machine it happened on."""
+    from hyperinverter_gui.host.log import log_unexpected, one_line
+
+    log = log_unexpected(e, "processing a batch item")
     where = traceback.extract_tb(e.__traceback__)[-1:] if e.__traceback__ else []
     at = f" at {Path(where[0].filename).name}:{where[0].lineno}" if where else ""
-    return f"unexpected {type(e).__name__}{at}: {e}"
+    tail = f" (traceback in {log} on {socket.gethostname()})" if log is not None else ""
+    return one_line(f"unexpected {type(e).__name__}{at}: {e}{tail}", limit=500)
 
 
 def prepare(item: BatchItem, recipe: BatchRecipe, resolution: int) -> Prepared:
