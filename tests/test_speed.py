@@ -205,6 +205,16 @@ def test_fast_inversion_equals_invert(model, photos, inverted):
     assert fast_inverter(model) is fast_inverter(model, "float32")
 
 
+def test_folded_encoders_give_the_modules_results(model, photos):
+    """float32 inversions run E1 and E2 folded (networks.fast_encoders); fold_encoders=False runs the
+    modules' forward: the two agree within float rounding (E1's w and E2's features)."""
+    folded, plain = FastInverter(model), FastInverter(model, fold_encoders=False)
+    x256 = folded.prepare_input(photos[:1])
+    assert (folded.encode_w(x256) - plain.encode_w(x256)).abs().max().item() < 1e-5
+    for a, b in zip(folded.encode_pair(x256, photos[1:]), plain.encode_pair(x256, photos[1:])):
+        assert ((a - b).abs().max() / b.abs().max()).item() < 1e-5
+
+
 def test_fast_inversion_keeps_warm_renderers(model, photos, generator):
     out = FastInverter(model).invert(photos[:1], keep_renderers=True)
     (result,), (renderer,) = out.results, out.renderers

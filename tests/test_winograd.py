@@ -33,6 +33,15 @@ def test_winograd_convolution_equals_the_direct_convolution(n, c, o, h, w):
     shared = winograd.conv3x3(x, winograd.transform_weight(weight), in_scale=s[0])
     ref = F.conv2d(x.double() * s[0].double()[None, :, None, None], weight.double(), padding=1)
     assert (shared.double() - ref).abs().max().item() < 1e-4
+    # Bias alone, and a shared [O] output scale with a bias (the folded BatchNorm of the encoders):
+    # both written in the output pass.
+    u = winograd.transform_weight(weight)
+    direct = F.conv2d(x.double(), weight.double(), padding=1)
+    biased = winograd.conv3x3(x, u, bias=bias)
+    assert (biased.double() - direct - bias.double()[None, :, None, None]).abs().max().item() < 1e-4
+    bn = winograd.conv3x3(x, u, out_scale=d[0], bias=bias)
+    ref = direct * d[0].double()[None, :, None, None] + bias.double()[None, :, None, None]
+    assert (bn.double() - ref).abs().max().item() < 1e-4
 
 
 def test_winograd_rejects_what_it_cannot_compute():
@@ -88,3 +97,22 @@ def test_renderer_layers_on_the_winograd_path_keep_frames_exact(wide_generator):
     # Off by default where it does not pay: bfloat16 and (by the same rule) CUDA.
     assert all(s.layer.winograd is None for s in EditRenderer(g, deltas, precision="bfloat16").steps
                if s.layer is not None)
+
+
+def test_renderer_without_kept_transforms_makes_them_per_frame_and_stays_exact(wide_generator, monkeypatch):
+    """keep_transforms=False (Phase I's theta renderer): the layers where a per-frame transform pays
+    (the AVX2 rule: 16 px and more) transform the generator's own weight at each frame."""
+    monkeypatch.setattr(winograd, "_cpu_has_avx512", lambda: False)  # the AVX2 class's rule on any CPU
+    g = wide_generator
+    theta = EditRenderer(g, None, cache_resolution=0, keep_transforms=False)
+    per_call = [s.layer.name for s in theta.steps if s.layer is not None and s.layer.winograd_per_call]
+    assert per_call == ["b16.conv1", "b32.conv1"]
+    assert all(s.layer.winograd is None for s in theta.steps if s.layer is not None)  # nothing kept
+    params = dict(g.synthesis.named_parameters())
+    layer = next(s.layer for s in theta.steps if s.layer is not None and s.layer.name == "b32.conv1")
+    assert layer.w_base.data_ptr() == params["b32.conv1.weight"].data_ptr()  # read in place, not copied
+    torch.manual_seed(1)
+    ws = g.mapping(torch.randn(2, g.z_dim), None)
+    with torch.no_grad():
+        assert (theta.render_batch(ws) - g.synthesis(ws)).abs().max().item() < BOUND
+        assert (theta.render(ws[0]) - g.synthesis(ws[:1])[0]).abs().max().item() < BOUND

@@ -9,6 +9,10 @@ semantics stay as they are):
   and reused for every photo; Phase II prepares one renderer per image, which
   the GUI can keep for the edits that follow (its cache is warm);
 * E2 reads the photo and the Phase-I image as one batch of 2N;
+* float32: E1 and E2 run folded (``networks.fast_encoders``: BatchNorm folded into the
+  convolutions, fused epilogues, Winograd F(4x4, 3x3) in the body layers where it pays on this
+  CPU class, weights transformed per call so nothing extra is kept); Phase I transforms the
+  weights of its Winograd layers per frame where that pays (``winograd.pays_per_call``);
 * channels_last inputs for the encoders;
 * ``precision="bfloat16"`` (a setting, not the default): bf16 autocast for E1 and
   E2 and bf16 syntheses. It is not exact: see ``benchmarks/bench_speed.py``.
@@ -29,6 +33,7 @@ import torch
 from hyperinverter_gui.engine.renderer import EditRenderer, resolve_precision
 from hyperinverter_gui.host.memory import release_pages
 from hyperinverter_gui.inversion.result import InversionResult, WeightDeltas
+from hyperinverter_gui.networks.fast_encoders import fast_encoder
 from hyperinverter_gui.networks.hyperinverter import HyperInverter, resize_for_encoder
 
 
@@ -56,8 +61,12 @@ class FastInverter:
         channels_last: bool = True,
         cache_resolution: int = 256,
         release_weights: bool = False,
+        fold_encoders: bool = True,
     ):
         self.model = model
+        # float32: E1 and E2 run their folded-BN forward (networks.fast_encoders; Winograd where it
+        # pays on this CPU). False keeps the modules' own forward (the tests compare the two).
+        self.fold_encoders = fold_encoders
         # After each encoder stage, hand its memory-mapped weights' pages back to the OS (see
         # memory.release_pages): the GUI's peak then holds one network at a time, not all of them.
         self.release_weights = release_weights
@@ -74,12 +83,13 @@ class FastInverter:
     @property
     def theta_renderer(self) -> EditRenderer:
         if self._theta is None:
-            # No Winograd transforms here: Phase I renders one frame per photo, and the transforms
-            # would add ~150 MB at FFHQ size (theta itself is read in place) to a renderer the
-            # editor keeps between photos, to save ~15 ms (AVX-512) to ~0.2 s (AVX2) a photo.
+            # No kept Winograd transforms here: Phase I renders one frame per photo, and they would
+            # add ~150 MB at FFHQ size (theta itself is read in place) to a renderer the editor keeps
+            # between photos. Where a transform made at each frame still pays
+            # (winograd.pays_per_call: AVX2 16-128 px, AVX-512 32-64 px), the frame makes it and drops it.
             self._theta = EditRenderer(
                 self.model.generator, None, precision=self.dtype, cache_resolution=0,
-                channels_last=self.channels_last, winograd=False,
+                channels_last=self.channels_last, keep_transforms=False,
             )
         return self._theta
 
@@ -99,10 +109,23 @@ class FastInverter:
             raise ValueError(f"images must be [N,3,H,W], got {list(images.shape)}")
         return self._cl(resize_for_encoder(images.to(self.device, torch.float32)))
 
+    def _folded(self, encoder: torch.nn.Module):
+        """The folded-BN forward of an encoder (``networks.fast_encoders``) for float32, else None."""
+        if self.dtype != torch.float32 or not self.fold_encoders:
+            return None
+        return fast_encoder(encoder)
+
+    def _after_part(self):
+        return _release_after_part if self.release_weights else None
+
     def encode_w(self, x256: torch.Tensor) -> torch.Tensor:
         """Phase I code ws [N, num_ws, w_dim] (float32)."""
-        with self._autocast(), self._releasing(self.model.w_encoder.body):
-            w = self.model.w_encoder(x256)
+        folded = self._folded(self.model.w_encoder)
+        if folded is not None:
+            w = folded(x256, after_part=self._after_part())
+        else:
+            with self._autocast(), self._releasing(self.model.w_encoder.body):
+                w = self.model.w_encoder(x256)
         self._release(self.model.w_encoder)
         w = w.float() + self.model.generator.w_avg.unsqueeze(0)
         return w.unsqueeze(1).repeat(1, self.model.num_ws, 1)
@@ -116,8 +139,12 @@ class FastInverter:
         n = x256.shape[0]
         batch = torch.cat([x256, self._cl(resize_for_encoder(phase1))], dim=0)
         e2 = self.model.w_bar_encoder
-        with self._autocast(), self._releasing([*e2.body, *e2.styles]):
-            feats = e2(self._cl(batch))
+        folded = self._folded(e2)
+        if folded is not None:
+            feats = folded(self._cl(batch), after_part=self._after_part())
+        else:
+            with self._autocast(), self._releasing([*e2.body, *e2.styles]):
+                feats = e2(self._cl(batch))
         self._release(self.model.w_bar_encoder)
         feats = feats.float()
         return feats[n:], feats[:n]
@@ -196,6 +223,10 @@ class FastInverter:
 
 def _release_after_forward(module: torch.nn.Module, args, output) -> None:
     release_pages(module)  # returns None: a forward hook's non-None return would replace the output
+
+
+def _release_after_part(module: torch.nn.Module) -> None:
+    release_pages(module)
 
 
 _INVERTERS: weakref.WeakKeyDictionary[HyperInverter, dict[str, FastInverter]] = weakref.WeakKeyDictionary()

@@ -197,6 +197,7 @@ class _Layer:
     rows_before: int = 0  # ws rows read by the steps before this layer
     phases: tuple[torch.Tensor, ...] | None = None  # up layers, one image: the 4 polyphase kernels, see _up_phases
     winograd: torch.Tensor | None = None  # [36, I, O] F(4x4, 3x3) transform of the weight (models.winograd)
+    winograd_per_call: bool = False  # transform w_base at each frame instead (renderers kept without transforms)
 
 
 @dataclass
@@ -224,6 +225,10 @@ class EditRenderer:
         winograd: run the 3x3 convolutions of many channels at 8-128 px by Winograd's F(4x4, 3x3)
             (``models.winograd``: 2-2.6x fewer operations there, ~1e-5 relative difference);
             None = on the CPU in float32 (GPU libraries pick Winograd themselves).
+        keep_transforms: keep each Winograd layer's transformed weight (4x the weight's size).
+            False transforms the weight at every frame instead, only in the layers where that
+            still pays (:func:`~hyperinverter_gui.networks.winograd.pays_per_call`): for a renderer
+            that draws one frame per photo and is kept between photos (Phase I's theta).
 
     ``render(w [num_ws, w_dim], max_resolution=None) -> [3, R, R]`` float32 on the generator's device.
     """
@@ -238,6 +243,7 @@ class EditRenderer:
         channels_last: bool = True,
         polyphase: bool = True,
         winograd: bool | None = None,
+        keep_transforms: bool = True,
     ):
         synthesis = generator.synthesis if isinstance(generator, Generator) else generator
         self.synthesis = synthesis
@@ -250,6 +256,7 @@ class EditRenderer:
         self.device = next(synthesis.parameters()).device
         self.polyphase = polyphase
         self.winograd = (self.device.type == "cpu" and self.dtype == torch.float32) if winograd is None else winograd
+        self.keep_transforms = keep_transforms
         self._scratch: dict[tuple[int, ...], torch.Tensor] = {}
         with torch.no_grad():
             self.steps = self._prepare(_unbatch(deltas, synthesis.weight_shapes()))
@@ -359,10 +366,17 @@ class EditRenderer:
         clamp = mod.conv_clamp if mod.conv_clamp is not None and mod.conv_clamp >= 0 else None
         in_res = mod.resolution // 2 if mod.up else mod.resolution
         bias = mod.bias.detach().float().contiguous()
-        if (self.winograd and self.dtype == torch.float32 and not mod.up and tuple(weight.shape[-2:]) == (3, 3)
-                and winograd.worthwhile(weight.shape[1], weight.shape[0], mod.resolution, mod.resolution)):
+        wino_shape = (self.winograd and self.dtype == torch.float32 and not mod.up
+                      and tuple(weight.shape[-2:]) == (3, 3))
+        per_call = False
+        if wino_shape and self.keep_transforms and winograd.worthwhile(weight.shape[1], weight.shape[0],
+                                                                       mod.resolution, mod.resolution):
             # The transform is all the frames read: no merged weight or modulation copies are kept.
             wino, w_base, w_fixed, act_mod, phases = winograd.transform_weight(weight), None, None, True, None
+        elif wino_shape and not self.keep_transforms and winograd.pays_per_call(
+                weight.shape[1], weight.shape[0], mod.resolution, mod.resolution):
+            # The merged weight (theta itself: the generator's tensor) is transformed at each frame.
+            wino, w_base, w_fixed, act_mod, phases, per_call = None, weight, None, True, None, True
         else:
             wino = None
             w_base, w_fixed, act_mod, phases = self._weights(weight, mod.up, in_res, mod.resolution, True)
@@ -370,7 +384,7 @@ class EditRenderer:
             name=name, kind="conv", w_idx=w_idx, resolution=mod.resolution, affine_w=aw, affine_b=ab, wsq=wsq,
             in_gain=in_gain, bias=bias, bias_c=bias.to(self.dtype), noise=noise.to(self.dtype).contiguous(),
             w_base=w_base, w_fixed=w_fixed, act_mod=act_mod, up=mod.up, clamp=clamp,
-            out_gain_deferred=clamp is None, phases=phases, winograd=wino,
+            out_gain_deferred=clamp is None, phases=phases, winograd=wino, winograd_per_call=per_call,
         )
         if mod.up:
             f = mod.resample_filter.detach().float()
@@ -411,9 +425,10 @@ class EditRenderer:
         demod = layer.wsq is not None
         d = (styles.square() @ layer.wsq.t() + _DEMOD_EPS).rsqrt() if demod else None  # [N, O]
         bias = layer.bias_c if layer.kind == "conv" else None
-        if layer.winograd is not None:
+        if layer.winograd is not None or layer.winograd_per_call:
             # Styles scale the input channels, demodulation the outputs; the transformed weight is fixed.
-            return winograd.conv3x3(x, layer.winograd, in_scale=s, out_scale=d, bias=bias), True
+            u = layer.winograd if layer.winograd is not None else winograd.transform_weight(layer.w_base)
+            return winograd.conv3x3(x, u, in_scale=s, out_scale=d, bias=bias), True
         if n == 1 and not layer.act_mod:
             # Fold styles and demodulation into the weight, written in one pass into a scratch buffer.
             scale = d.reshape(-1, 1) * s if demod else s  # [O, I] or [1, I]

@@ -13,9 +13,9 @@ on a 2-core AVX2 CPU; on AVX-512, whose direct convolutions are much faster, onl
 512-channel ones gain, 1.25-1.7x). Where channels are few and
 images large the transforms' memory traffic dominates and the direct convolution is faster;
 :func:`worthwhile` encodes that rule. GPUs' convolution libraries already choose Winograd
-themselves, so the renderer uses this on the CPU only. (The encoders' 256/512-channel convolutions
-would gain too, but only with their transformed weights kept, 4x their size: about 0.9 GB for E1
-and E2 together, more than the time saved is worth in memory.)
+themselves, so the renderer uses this on the CPU only. The encoders (``fast_encoders``) use it
+too, with their weights transformed at each call instead of kept (4x the weight's size, about
+0.9 GB for E1 and E2 together): :func:`pays_per_call` is their rule.
 
 Exactness: the transforms use the points 0, +-1, +-2 (the usual choice); in float32 an output
 differs from the direct convolution by about 1e-5 relative (measured 4-6e-5 absolute on outputs
@@ -84,6 +84,30 @@ def worthwhile(in_channels: int, out_channels: int, height: int, width: int, wid
     min_channels = 512 if wide_vectors else 256
     return (min(in_channels, out_channels) >= min_channels and height % TILE == 0 and width % TILE == 0
             and 8 <= height <= 128 and 8 <= width <= 128)
+
+
+def pays_per_call(in_channels: int, out_channels: int, height: int, width: int,
+                  wide_vectors: bool | None = None) -> bool:
+    """Whether F(4x4, 3x3) with the weight transformed at every call beats the direct convolution.
+
+    The encoders run once per photo, so their weights are transformed per call and dropped (no
+    kept copies at 4x the weight's size); that costs about one weight-sized pass per layer.
+    Measured with 2 threads, batch 1 and 2, weight transform included
+    (``benchmarks/bench_encoders.py``; ``docs/performance.md``):
+
+    * AVX2 kernels (direct convolutions ~210-230 GFLOP/s): 64->128 at 128 px 1.4-1.55x,
+      64 at 128 px 1.15x, 128 at 64 px 1.3-1.7x, 128->256 at 64 px 1.3-2.0x, 256 at 32 px 1.7-3.0x,
+      256->512 at 32 px 2.0-2.1x, 512 at 16 px 1.2-1.7x; 64 at 256 px 0.9-1.0x (memory-bound).
+    * AVX-512 (direct ~400-440 GFLOP/s): 128-256 channels at 32-64 px 1.35-1.85x; 64 channels at
+      128-256 px 0.6-1.3x and 512 at 16 px 0.8-1.06x stay direct.
+    """
+    if wide_vectors is None:
+        wide_vectors = _cpu_has_avx512()
+    if height % TILE or width % TILE:
+        return False
+    side_lo, side_hi, min_channels = (32, 64, 128) if wide_vectors else (16, 128, 64)
+    return (min(in_channels, out_channels) >= min_channels and side_lo <= height <= side_hi
+            and side_lo <= width <= side_hi)
 
 
 @functools.lru_cache(maxsize=1)
@@ -158,13 +182,16 @@ def conv3x3(
     y = torch.empty(n, o, h, w, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
     dst = y.permute(0, 2, 3, 1).view(n, ty, TILE, tx, TILE, o)
     src_tiles = y_tiles.permute(2, 3, 0, 4, 1, 5)
-    if out_scale is None:
+    # Scale and bias in the one pass that writes the output (no second sweep over it).
+    if out_scale is None and bias is None:
         dst.copy_(src_tiles)
-    else:
+    elif out_scale is None:
+        torch.add(src_tiles, bias.reshape(1, 1, 1, 1, 1, o), out=dst)
+    elif bias is None:
         torch.mul(src_tiles, out_scale.reshape(-1, 1, 1, 1, 1, o), out=dst)
-    if bias is not None:
-        y.add_(bias.reshape(1, o, 1, 1))
+    else:
+        torch.addcmul(bias.reshape(1, 1, 1, 1, 1, o), src_tiles, out_scale.reshape(-1, 1, 1, 1, 1, o), out=dst)
     return y
 
 
-__all__ = ["TILE", "conv3x3", "transform_weight", "worthwhile"]
+__all__ = ["TILE", "conv3x3", "pays_per_call", "transform_weight", "worthwhile"]
