@@ -467,7 +467,7 @@ CASES = [
     C("edit-value-nan", lambda d, m: (lambda: edits.apply_edits(torch.zeros(8, 512), [(_age(), float("nan"))])),
       EditError, "'age'", "finite"),
     C("edit-value-text", lambda d, m: (lambda: edits.apply_edits(torch.zeros(8, 512), [(_age(), "2")])),
-      EditError, "'age'", "not a number"),
+      EditError, "'age'", "must be a number"),
     C("edit-overflows-w", lambda d, m: (lambda: edits.apply_edits(
         torch.zeros(8, 512), [(edits.Direction("big", torch.full((1, 512), 3e37)), 100.0)])), EditError, "big",
       "non-finite"),

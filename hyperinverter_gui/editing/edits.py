@@ -7,7 +7,6 @@ which is what lets HyperInverter edit real photos without losing their details.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -40,18 +39,9 @@ MAX_LAYER = 1_000  # layer_start / layer_stop (a 1024 px generator has 18 ws)
 
 def check_edit_value(value: object, name: str) -> float:
     """``value`` as a finite float within +-MAX_EDIT_VALUE, else an EditError naming the slider."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise EditError(f"'{name}': the value {value!r:.40} is not a number")
-    try:
-        v = float(value)
-    except OverflowError:
-        v = math.inf
-    if not math.isfinite(v):
-        raise EditError(f"'{name}': the value {value} is not a finite number")
-    if abs(v) > MAX_EDIT_VALUE:
-        raise EditError(f"'{name}': the value {v:g} is outside the allowed range "
-                        f"[-{MAX_EDIT_VALUE:g}, {MAX_EDIT_VALUE:g}]")
-    return v
+    from hyperinverter_gui.formats.guard import finite_number
+
+    return finite_number(value, "the value", f"'{name}'", -MAX_EDIT_VALUE, MAX_EDIT_VALUE, EditError)
 
 
 def _check_direction_values(t: torch.Tensor, field: str, path: Path) -> None:

@@ -25,16 +25,22 @@ def unreadable_message(path: Path) -> str:
     return f"{path.name} is not an image file (or a format this app cannot read)"
 
 
-def read_rgb(path: str | Path) -> Image.Image:
-    """Open any common photo (HEIC/HEIF too) as an 8-bit RGB PIL image, honouring EXIF orientation."""
+def _require_image_file(path: str | Path) -> Path:
+    """``path`` if it is a plain file; a missing file, a folder, a FIFO or a device is refused
+    before any reader touches it (a pipe would block the reader, a device never end)."""
     path = Path(path)
     if not path.exists():
         raise ImageFileError(f"image not found: {shown(path)}")
     if path.is_dir():
         raise ImageFileError(f"{shown(path)} is a folder, not an image")
     if not path.is_file():
-        # A FIFO or a device would block the reader (or never end): only plain files are photos.
         raise ImageFileError(f"{shown(path)} is not a regular file (a pipe or a device), not an image")
+    return path
+
+
+def read_rgb(path: str | Path) -> Image.Image:
+    """Open any common photo (HEIC/HEIF too) as an 8-bit RGB PIL image, honouring EXIF orientation."""
+    path = _require_image_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -67,13 +73,7 @@ def check_image_header(path: str | Path) -> None:
     """Refuse before any work what ``read_rgb`` would refuse from the file's header alone: a missing
     file, a folder, a pipe, a file that is no image, one too large to open safely. Cheap: no pixels
     are decoded."""
-    path = Path(path)
-    if not path.exists():
-        raise ImageFileError(f"image not found: {shown(path)}")
-    if path.is_dir():
-        raise ImageFileError(f"{shown(path)} is a folder, not an image")
-    if not path.is_file():
-        raise ImageFileError(f"{shown(path)} is not a regular file (a pipe or a device), not an image")
+    path = _require_image_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
