@@ -13,11 +13,13 @@ output folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import pickle
-from collections.abc import Collection, Sequence
+import sys
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from hyperinverter_gui.batch.inputs import BatchItem
@@ -68,6 +70,27 @@ def _actor_class(recipe: BatchRecipe) -> type:
     return InvertAndWrite
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """The process's standard error (the file descriptor, which Ray's C++ core writes to) goes to
+    the null device while Ray starts: it announces its log level there whatever the level. Ray's
+    own processes log to their files; failures reach the user as exceptions."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real descriptor 2 (an embedding host): nothing to quieten
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def run_ray(
     groups: Sequence[Sequence[BatchItem]],
     left: Collection[int],
@@ -98,8 +121,9 @@ def run_ray(
     started_here = False
     if not ray.is_initialized():
         try:
-            ray.init(address=address, num_cpus=num_cpus if address is None else None, include_dashboard=False,
-                     logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
+            with _quiet_stderr():
+                ray.init(address=address, num_cpus=num_cpus if address is None else None, include_dashboard=False,
+                         logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise RayUnavailableError(f"cannot start or reach the Ray cluster ({address or 'local'}): {e}") from None
         started_here = True
