@@ -9,10 +9,40 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QInputDialog, QLabel, QMenu, QMessageBox, QPushButton, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QWidget,
+)
 
-from hyperinverter_gui.app.presets import PresetError, PresetStore, describe, split_known
+from hyperinverter_gui.app.presets import (
+    PresetError,
+    PresetStore,
+    describe,
+    split_known,
+)
 from hyperinverter_gui.app.undo import ApplyPreset
+
+
+def preset_values(window: Any, store: PresetStore, name: str) -> dict[str, float] | None:
+    """The values of preset ``name`` that have a slider with the window's models (None: it cannot be
+    read; the banner says why). Values without a slider are left out, and a notice says which."""
+    try:
+        values = store.get(name)
+    except PresetError as e:
+        window.show_error(str(e))
+        return None
+    known, unknown = split_known(values, window.directions)
+    if unknown:
+        window.show_notice(f"Preset {name!r}: {', '.join(unknown)} "
+                           f"{'is' if len(unknown) == 1 else 'are'} not available with this generator "
+                           "and was left out.")
+    return known
 
 
 class PresetsBar(QWidget):
@@ -121,17 +151,8 @@ class PresetsBar(QWidget):
 
         if not name:
             return False
-        try:
-            values = self.store.get(name)
-        except PresetError as e:
-            self.window.show_error(str(e))
-            return False
-        known, unknown = split_known(values, self.window.directions)
-        if unknown:
-            self.window.show_notice(f"Preset {name!r}: {', '.join(unknown)} "
-                                    f"{'is' if len(unknown) == 1 else 'are'} not available with this generator "
-                                    "and was left out.")
-        if known == self.window.session.values:
+        known = preset_values(self.window, self.store, name)
+        if known is None or known == self.window.session.values:
             return False
         self.window.undo_stack.push(UndoCommand(ApplyPreset(self.window.session, name, known)))
         self.window.statusBar().showMessage(f"preset {name!r}: {describe(known)}", 6000)

@@ -40,7 +40,11 @@ from PySide6.QtWidgets import (
 )
 
 from hyperinverter_gui._qt.widgets import ImageView, PhotoView, SliderPanel
-from hyperinverter_gui.app.presets import PresetError, PresetStore, describe, split_known
+from hyperinverter_gui.app.presets import (
+    PresetError,
+    PresetStore,
+    describe,
+)
 from hyperinverter_gui.engine.cancel import CancelToken
 from hyperinverter_gui.errors import HyperInverterError
 
@@ -269,15 +273,12 @@ class VideoPanel(QWidget):
         self.request_render()
 
     def apply_preset(self, name: str) -> bool:
-        try:
-            values = self.store.get(name)
-        except PresetError as e:
-            self.window.show_error(str(e))
+        from hyperinverter_gui._qt.presets_panel import preset_values
+
+        known = preset_values(self.window, self.store, name)
+        if known is None:
             return False
-        known, unknown = split_known(values, self.window.directions)
         self.set_values(known)
-        if unknown:
-            self.window.show_notice(f"preset {name!r}: no slider for {', '.join(unknown)} with these models")
         return True
 
     def _slider_moved(self, name: str, value: float) -> None:

@@ -21,38 +21,10 @@ Results: OUT/results.jsonl (one row per photo: status, error, timings, models, o
 """
 
 
-def _whole(minimum: int):
-    """An argparse type: a whole number of at least ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {v}")
-        return v
-
-    return parse
-
-
-_positive_int, _count = _whole(1), _whole(0)
-
-
-def _amount(text: str) -> float:
-    import math
-
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(v) or v < 0 or v > 1024:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1024, got {text}")
-    return v
-
-
 def add_parser(sub) -> None:
-    from hyperinverter_gui.cli.main import _backend_args
+    from hyperinverter_gui.cli.main import MAX_BATCH_SIZE, _model_args, number
+
+    whole = lambda lo, hi: number(lo, hi, integer=True)  # noqa: E731 - argparse types
 
     b = sub.add_parser(
         "batch", help="invert or edit a whole folder, glob or list of photos (resumable; locally or on Ray)",
@@ -71,34 +43,26 @@ def add_parser(sub) -> None:
     b.add_argument("--save-inversion", action="store_true", help="also write NAME.safetensors (w, deltas) per photo")
     b.add_argument("--paste-back", action="store_true",
                    help="write the whole photo with the edited face pasted back (default: the aligned face)")
-    b.add_argument("--generator", "-g", type=Path, default=None,
-                   help="StyleGAN2 generator file (default: found in the weights folders)")
-    b.add_argument("--checkpoint", "-c", type=Path, default=None,
-                   help="HyperInverter (or HyperStyle) checkpoint (default: found in the weights folders)")
-    b.add_argument("--w-encoder", type=Path, default=None, help="separate W encoder (HyperStyle: faces_w_encoder.pt)")
-    _backend_args(b)
-    b.add_argument("--no-align", action="store_true", help="the photos are FFHQ-aligned crops already")
-    b.add_argument("--face", type=_positive_int, default=1, metavar="N", help="which face, 1 = the largest (default)")
+    _model_args(b, checkpoint_required=False)  # -g, -c, --w-encoder, --no-align, --face, --device, --backend
     b.add_argument("--detector", choices=("auto", "fan", "dlib", "haar"), default="auto",
                    help="landmark source for aligning (default auto: the best one available)")
-    b.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
-    b.add_argument("--batch-size", type=_positive_int, default=4, metavar="B",
+    b.add_argument("--batch-size", type=whole(1, MAX_BATCH_SIZE), default=4, metavar="B",
                    help="photos inverted together (default 4); part of the recipe: keep it for a rerun")
-    b.add_argument("--threads", type=_count, default=0, metavar="T",
+    b.add_argument("--threads", type=whole(0, 1024), default=0, metavar="T",
                    help="torch threads per engine (default: all cores locally, --cpus-per-worker on Ray). "
                         "Outputs are bitwise-equal between runs with equal threads on equal machines")
-    b.add_argument("--align-workers", type=_count, default=None, metavar="N",
+    b.add_argument("--align-workers", type=whole(0, 64), default=None, metavar="N",
                    help="local: processes that align photos while the engine inverts (default: cores - 1, up to 4)")
     b.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local (default: this machine, no extra service) or ray (needs the 'cluster' extra)")
     b.add_argument("--address", default=None,
                    help="Ray: the cluster to use: 'auto' (this machine is part of a running cluster), "
                         "'ray://HEAD:10001' (a remote cluster's client port); default: start a local cluster")
-    b.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="Ray: engine actors (default 1)")
-    b.add_argument("--cpus-per-worker", type=_amount, default=1.0, metavar="C", help="Ray: CPUs per actor (default 1)")
-    b.add_argument("--gpus-per-worker", type=_amount, default=0.0, metavar="G",
+    b.add_argument("--workers", type=whole(1, 100_000), default=1, metavar="N", help="Ray: engine actors (default 1)")
+    b.add_argument("--cpus-per-worker", type=number(0, 1024, lo_open=True), default=1.0, metavar="C", help="Ray: CPUs per actor (default 1)")
+    b.add_argument("--gpus-per-worker", type=number(0, 1024), default=0.0, metavar="G",
                    help="Ray: GPUs per actor (default 0; 1 on GPU nodes)")
-    b.add_argument("--num-cpus", type=_positive_int, default=None, metavar="N",
+    b.add_argument("--num-cpus", type=whole(1, 100_000), default=None, metavar="N",
                    help="Ray without --address: CPUs of the local cluster (default: all)")
     b.add_argument("--shard", default=None, metavar="I/N",
                    help="do only shard I of N (e.g. 3/16), for array jobs; the shards together are the whole")
