@@ -149,15 +149,17 @@ def test_after_part_sees_every_unit_and_style_block(e2):
 
 
 def test_winograd_per_call_rule():
-    # The measured rule: AVX2 from 64 channels at 16-128 px; AVX-512 (direct convolutions twice
-    # as fast) only 128+ channels at 32-64 px; never the 64-channel 256 px layers.
+    # The measured rule: AVX2 from 64 channels at 16-512 px; AVX-512 (direct convolutions ~1.7x
+    # as fast) from 128 channels at 32-256 px; never a side that is not a multiple of 4.
     for wide in (False, True):
         assert winograd.pays_per_call(256, 256, 32, 32, wide_vectors=wide)
         assert winograd.pays_per_call(128, 128, 64, 64, wide_vectors=wide)
-        assert not winograd.pays_per_call(64, 64, 256, 256, wide_vectors=wide)
+        assert winograd.pays_per_call(256, 256, 128, 128, wide_vectors=wide)
         assert not winograd.pays_per_call(256, 256, 30, 30, wide_vectors=wide)
+        assert not winograd.pays_per_call(32, 32, 1024, 1024, wide_vectors=wide)
     assert winograd.pays_per_call(512, 512, 16, 16, wide_vectors=False)
-    assert winograd.pays_per_call(64, 128, 128, 128, wide_vectors=False)
-    assert not winograd.pays_per_call(512, 512, 16, 16, wide_vectors=True)
+    assert winograd.pays_per_call(64, 128, 128, 128, wide_vectors=False)  # 1.5x
+    assert winograd.pays_per_call(64, 64, 256, 256, wide_vectors=False)  # 1.2x
+    assert not winograd.pays_per_call(512, 512, 16, 16, wide_vectors=True)  # 0.87-1.02x
     assert not winograd.pays_per_call(64, 128, 128, 128, wide_vectors=True)
-    assert not winograd.pays_per_call(256, 256, 128, 128, wide_vectors=True)
+    assert not winograd.pays_per_call(64, 64, 256, 256, wide_vectors=True)  # 0.9x

@@ -44,19 +44,36 @@ def test_winograd_convolution_equals_the_direct_convolution(n, c, o, h, w):
     assert (bn.double() - ref).abs().max().item() < 1e-4
 
 
+
+@pytest.mark.parametrize("n, c, o", [(2, 6, 20), (1, 24, 5)])
+def test_winograd_bands_give_the_same_result(n, c, o):
+    # The work runs in bands of tile rows; tiny bands (one row, a partial last band, more output
+    # than input channels) must give the one-band result (to the matrix library's rounding: its
+    # summation order may follow the matrix sizes), with every row written.
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(n, c, 28, 12, generator=g).contiguous(memory_format=torch.channels_last)
+    u = winograd.transform_weight(torch.randn(o, c, 3, 3, generator=g))
+    s, d, bias = torch.rand(n, c, generator=g) + 0.5, torch.rand(n, o, generator=g) + 0.5, torch.randn(o, generator=g)
+    whole = winograd.conv3x3(x, u, in_scale=s, out_scale=d, bias=bias, band_bytes=1 << 40)
+    for band_bytes in (1, 36 * 4 * n * 3 * max(c, o) * 2):  # 1 tile row per band; 2 rows (7 rows: 3 full + 1)
+        banded = winograd.conv3x3(x, u, in_scale=s, out_scale=d, bias=bias, band_bytes=band_bytes)
+        assert (banded - whole).abs().max().item() <= 1e-5 * whole.abs().max().item()
+
 def test_winograd_rejects_what_it_cannot_compute():
     with pytest.raises(ValueError, match="3, 3"):
         winograd.transform_weight(torch.randn(4, 4, 5, 5))
     with pytest.raises(ValueError, match="divisible by 4"):
         winograd.conv3x3(torch.randn(1, 4, 6, 8), winograd.transform_weight(torch.randn(4, 4, 3, 3)))
-    # The rule follows the measurements: many channels at small sizes only; on AVX-512 CPUs
-    # (much faster direct convolutions) only the 512-channel layers.
+    # The rule follows the measurements: enough channels, sides up to a ceiling, both lower on
+    # AVX-512 CPUs (much faster direct convolutions). The generator's layers on each class:
     for wide in (False, True):
         assert winograd.worthwhile(512, 512, 64, 64, wide) and winograd.worthwhile(512, 512, 8, 8, wide)
-        assert not winograd.worthwhile(128, 128, 64, 64, wide) and not winograd.worthwhile(512, 512, 4, 4, wide)
-        assert not winograd.worthwhile(256, 256, 256, 256, wide)
-    assert winograd.worthwhile(256, 256, 128, 128, wide_vectors=False)
-    assert not winograd.worthwhile(256, 256, 128, 128, wide_vectors=True)
+        assert winograd.worthwhile(256, 256, 128, 128, wide) and winograd.worthwhile(128, 128, 256, 256, wide)
+        assert not winograd.worthwhile(32, 32, 1024, 1024, wide)
+        assert not winograd.worthwhile(512, 512, 4, 4, wide) and not winograd.worthwhile(256, 256, 30, 30, wide)
+    assert winograd.worthwhile(64, 64, 512, 512, wide_vectors=False)  # AVX2 1.2x
+    assert not winograd.worthwhile(64, 64, 512, 512, wide_vectors=True)  # AVX-512 0.9x: left direct
+    assert not winograd.worthwhile(128, 128, 512, 512, wide_vectors=True)
 
 
 @pytest.fixture(scope="module")

@@ -86,7 +86,7 @@ class FastInverter:
             # No kept Winograd transforms here: Phase I renders one frame per photo, and they would
             # add ~150 MB at FFHQ size (theta itself is read in place) to a renderer the editor keeps
             # between photos. Where a transform made at each frame still pays
-            # (winograd.pays_per_call: AVX2 16-128 px, AVX-512 32-64 px), the frame makes it and drops it.
+            # (winograd.pays_per_call: AVX2 16-512 px, AVX-512 32-256 px), the frame makes it and drops it.
             self._theta = EditRenderer(
                 self.model.generator, None, precision=self.dtype, cache_resolution=0,
                 channels_last=self.channels_last, keep_transforms=False,

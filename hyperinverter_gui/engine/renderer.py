@@ -222,8 +222,8 @@ class EditRenderer:
         channels_last: NHWC activations (faster oneDNN convolutions on CPU).
         polyphase: run the up-sampling convolutions of one image as four plain convolutions
             (see :func:`_up_phases`; same result, faster on CPUs); False keeps ``conv_transpose2d``.
-        winograd: run the 3x3 convolutions of many channels at 8-128 px by Winograd's F(4x4, 3x3)
-            (``models.winograd``: 2-2.6x fewer operations there, ~1e-5 relative difference);
+        winograd: run the 3x3 convolutions of many channels at 8-512 px by Winograd's F(4x4, 3x3)
+            (``networks.winograd``: 4x fewer multiplies, 1.2-3x faster there, ~1e-5 relative difference);
             None = on the CPU in float32 (GPU libraries pick Winograd themselves).
         keep_transforms: keep each Winograd layer's transformed weight (4x the weight's size).
             False transforms the weight at every frame instead, only in the layers where that

@@ -8,14 +8,15 @@ element-wise, summed over input channels — 36 independent [tiles, I] x [I, O] 
 where nearly all the work is — and taken back (``A^T m A``).
 
 The products over channels are large matrix multiplications, so this pays off where the
-channel count is high and the image small (the generator's 8-128 px layers: 1.7-2.6x per layer
-on a 2-core AVX2 CPU; on AVX-512, whose direct convolutions are much faster, only the
-512-channel ones gain, 1.25-1.7x). Where channels are few and
-images large the transforms' memory traffic dominates and the direct convolution is faster;
-:func:`worthwhile` encodes that rule. GPUs' convolution libraries already choose Winograd
-themselves, so the renderer uses this on the CPU only. The encoders (``fast_encoders``) use it
-too, with their weights transformed at each call instead of kept (4x the weight's size, about
-0.9 GB for E1 and E2 together): :func:`pays_per_call` is their rule.
+channel count is high and the image small (the generator's 8-512 px layers: 1.2-3x per layer
+on a 2-core AVX2 CPU; on AVX-512, whose direct convolutions are much faster, its 8-256 px
+layers, 1.5-2.8x). Where channels are few and images large the transforms' memory traffic
+dominates and the direct convolution is faster; :func:`worthwhile` encodes that rule. The work
+runs in bands of tile rows, so the transform-domain tensors stay small and in cache. GPUs'
+convolution libraries already choose Winograd themselves, so the renderer uses this on the CPU
+only. The encoders (``fast_encoders``) use it too, with their weights transformed at each call
+instead of kept (4x the weight's size, about 0.9 GB for E1 and E2 together):
+:func:`pays_per_call` is their rule.
 
 Exactness: the transforms use the points 0, +-1, +-2 (the usual choice); in float32 an output
 differs from the direct convolution by about 1e-5 relative (measured 4-6e-5 absolute on outputs
@@ -71,43 +72,52 @@ def _matrices(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, t
 
 
 def worthwhile(in_channels: int, out_channels: int, height: int, width: int, wide_vectors: bool | None = None) -> bool:
-    """Whether F(4x4, 3x3) beats the direct convolution on a CPU for this layer shape.
+    """Whether F(4x4, 3x3) with a kept (pre-transformed) weight beats the direct convolution on a CPU.
 
-    Measured with 2 cores, one image. AVX2: 512 channels at 16-64 px 1.3-2.6x faster,
-    256 at 32-128 px 1.7-1.9x, 128 channels at 64-256 px break-even, 64 at 512 px 0.7x.
-    AVX-512 (whose direct convolutions run at ~470 GFLOP/s on 2 cores, 2.5x the AVX2 machine):
-    512 channels at 8-64 px 1.25-1.7x, but 256 channels 0.83-0.94x and 128 channels 0.6x.
+    The transforms are passes over the activations, so Winograd pays where channels are many
+    against the image side. Measured on an idle 2-core Xeon, one image, 2 threads, with the
+    band-by-band :func:`conv3x3` (``docs/performance.md``, "Which layers run Winograd"):
+
+    * AVX2 kernels (direct ~225 GFLOP/s): 512 channels at 16-64 px 2.2-3.1x, 256 at 128 px 2.3x,
+      128 at 128-256 px 1.8x, 64 at 128-512 px 1.2x; 32 channels at 1024 px 0.7x.
+      Rule: 64+ channels, up to 512 px.
+    * AVX-512 (direct ~375 GFLOP/s): 512 at 16-64 px 2.1-2.8x, 256 at 128 px 2.1x, 128 at
+      64-256 px 1.4-1.5x; 64 channels at 128-512 px 0.9x. Rule: 128+ channels, up to 256 px.
+
     ``wide_vectors`` (AVX-512) is read from PyTorch's CPU capability when not given.
     """
-    if wide_vectors is None:
-        wide_vectors = _cpu_has_avx512()
-    min_channels = 512 if wide_vectors else 256
-    return (min(in_channels, out_channels) >= min_channels and height % TILE == 0 and width % TILE == 0
-            and 8 <= height <= 128 and 8 <= width <= 128)
+    return _fits(in_channels, out_channels, height, width, 8, wide_vectors)
 
 
 def pays_per_call(in_channels: int, out_channels: int, height: int, width: int,
                   wide_vectors: bool | None = None) -> bool:
     """Whether F(4x4, 3x3) with the weight transformed at every call beats the direct convolution.
 
-    The encoders run once per photo, so their weights are transformed per call and dropped (no
-    kept copies at 4x the weight's size); that costs about one weight-sized pass per layer.
-    Measured with 2 threads, batch 1 and 2, weight transform included
-    (``benchmarks/bench_encoders.py``; ``docs/performance.md``):
+    The encoders and Phase I run once per photo, so their weights are transformed per call and
+    dropped (no kept copies at 4x the weight's size); that costs about one weight-sized pass per
+    layer, which small images do not amortise: the rule of :func:`worthwhile` with a floor on the
+    side. Measured with 2 threads, batch 1 and 2, weight transform included
+    (``benchmarks/bench_encoders.py``, ``docs/performance.md``):
 
-    * AVX2 kernels (direct convolutions ~210-230 GFLOP/s): 64->128 at 128 px 1.4-1.55x,
-      64 at 128 px 1.15x, 128 at 64 px 1.3-1.7x, 128->256 at 64 px 1.3-2.0x, 256 at 32 px 1.7-3.0x,
-      256->512 at 32 px 2.0-2.1x, 512 at 16 px 1.2-1.7x; 64 at 256 px 0.9-1.0x (memory-bound).
-    * AVX-512 (direct ~400-440 GFLOP/s): 128-256 channels at 32-64 px 1.35-1.85x; 64 channels at
-      128-256 px 0.6-1.3x and 512 at 16 px 0.8-1.06x stay direct.
+    * AVX2: 512 at 16 px 1.0-1.3x, 512 at 32-64 px 1.8-2.3x, 256 at 32-128 px 1.9-2.3x,
+      128 at 64-256 px 1.8x, 64->128 at 128 px 1.5x, 64 at 128-512 px 1.2x.
+    * AVX-512: 512 at 16 px 0.87-1.02x (left direct), 512 at 32-64 px 1.7-2.1x, 256 at 32-128 px
+      1.8-2.0x, 128 at 64-256 px 1.4-1.5x; 64 channels 0.9x.
     """
-    if wide_vectors is None:
-        wide_vectors = _cpu_has_avx512()
+    return _fits(in_channels, out_channels, height, width, 32 if _wide(wide_vectors) else 16, wide_vectors)
+
+
+def _wide(wide_vectors: bool | None) -> bool:
+    return _cpu_has_avx512() if wide_vectors is None else wide_vectors
+
+
+def _fits(in_channels: int, out_channels: int, height: int, width: int, min_side: int,
+          wide_vectors: bool | None) -> bool:
     if height % TILE or width % TILE:
         return False
-    side_lo, side_hi, min_channels = (32, 64, 128) if wide_vectors else (16, 128, 64)
-    return (min(in_channels, out_channels) >= min_channels and side_lo <= height <= side_hi
-            and side_lo <= width <= side_hi)
+    min_channels, max_side = (128, 256) if _wide(wide_vectors) else (64, 512)
+    return (min(in_channels, out_channels) >= min_channels
+            and min(height, width) >= min_side and max(height, width) <= max_side)
 
 
 @functools.lru_cache(maxsize=1)
@@ -140,6 +150,7 @@ def conv3x3(
     in_scale: torch.Tensor | None = None,
     out_scale: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
+    band_bytes: int = 8 << 20,
 ) -> torch.Tensor:
     """``F.conv2d(x * in_scale, w, padding=1) * out_scale + bias`` with ``u = transform_weight(w)``.
 
@@ -149,6 +160,9 @@ def conv3x3(
         in_scale: [N, I] or [I] per-channel factor applied to x (styles), or None.
         out_scale: [N, O] or [O] per-channel factor applied to the result (demodulation), or None.
         bias: [O], added last, or None.
+        band_bytes: about how much transform-domain memory one band of tile rows may use (the
+            work runs band by band; any value gives the same result up to float rounding, as
+            the matrix library may sum in another order for other sizes).
 
     Returns [N, O, H, W] float32 in channels_last layout.
     """
@@ -173,25 +187,42 @@ def conv3x3(
     else:
         torch.mul(src, in_scale.reshape(-1, 1, 1, c), out=xp[:, 1:-1, 1:-1])
     s = xp.stride()
-    # Overlapping 6x6 tiles at a stride of 4, tile position outermost: [36, N*ty*tx*I].
+    # Overlapping 6x6 tiles at a stride of 4, tile position outermost: [36, N, ty, tx, I].
     tiles = xp.as_strided((_IN_TILE, _IN_TILE, n, ty, tx, c), (s[1], s[2], s[0], TILE * s[1], TILE * s[2], s[3]))
-    v = torch.mm(b36, tiles.reshape(_IN_TILE * _IN_TILE, -1)).view(_IN_TILE * _IN_TILE, n * ty * tx, c)
-    m = torch.bmm(v, u)  # [36, tiles, O]: the channel sums
-    y_tiles = torch.mm(a16, m.view(_IN_TILE * _IN_TILE, -1)).view(TILE, TILE, n, ty, tx, o)
-
     y = torch.empty(n, o, h, w, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
     dst = y.permute(0, 2, 3, 1).view(n, ty, TILE, tx, TILE, o)
-    src_tiles = y_tiles.permute(2, 3, 0, 4, 1, 5)
-    # Scale and bias in the one pass that writes the output (no second sweep over it).
-    if out_scale is None and bias is None:
-        dst.copy_(src_tiles)
-    elif out_scale is None:
-        torch.add(src_tiles, bias.reshape(1, 1, 1, 1, 1, o), out=dst)
-    elif bias is None:
-        torch.mul(src_tiles, out_scale.reshape(-1, 1, 1, 1, 1, o), out=dst)
-    else:
-        torch.addcmul(bias.reshape(1, 1, 1, 1, 1, o), src_tiles, out_scale.reshape(-1, 1, 1, 1, 1, o), out=dst)
+    # Bands of tile rows: the transform-domain tensors of a whole 256 px image would be 36/16 of
+    # the activations several times over (~250 MB at 128 channels); a band's stay near band_bytes
+    # and in cache, so the peak memory is that of the direct convolution.
+    rows = max(1, min(ty, band_bytes // (_IN_TILE * _IN_TILE * x.element_size() * n * tx * max(c, o))))
+    per = _IN_TILE * _IN_TILE * n * rows * tx
+    col, v_buf, m_buf = (x.new_empty(per * k) for k in (max(c, o), c, o))
+    for r0 in range(0, ty, rows):
+        r = min(rows, ty - r0)
+        k = n * r * tx  # tiles in this band
+        band = col[: _IN_TILE * _IN_TILE * k * c].view(_IN_TILE, _IN_TILE, n, r, tx, c)
+        band.copy_(tiles[:, :, :, r0:r0 + r])
+        v = torch.mm(b36, band.view(_IN_TILE * _IN_TILE, -1), out=v_buf[: band.numel()].view(_IN_TILE * _IN_TILE, -1))
+        m = torch.bmm(v.view(_IN_TILE * _IN_TILE, k, c), u,
+                      out=m_buf[: _IN_TILE * _IN_TILE * k * o].view(_IN_TILE * _IN_TILE, k, o))  # channel sums
+        # Back to 4x4 output tiles, into the band's column buffer (read by now; sized for this).
+        y_tiles = torch.mm(a16, m.view(_IN_TILE * _IN_TILE, -1),
+                           out=col[: TILE * TILE * k * o].view(TILE * TILE, -1)).view(TILE, TILE, n, r, tx, o)
+        _write(dst[:, r0:r0 + r], y_tiles.permute(2, 3, 0, 4, 1, 5), out_scale, bias, o)
     return y
+
+
+def _write(dst: torch.Tensor, src: torch.Tensor, out_scale: torch.Tensor | None, bias: torch.Tensor | None,
+           o: int) -> None:
+    """dst = src * out_scale + bias, in the one pass that writes the output (no second sweep)."""
+    if out_scale is None and bias is None:
+        dst.copy_(src)
+    elif out_scale is None:
+        torch.add(src, bias.reshape(1, 1, 1, 1, 1, o), out=dst)
+    elif bias is None:
+        torch.mul(src, out_scale.reshape(-1, 1, 1, 1, 1, o), out=dst)
+    else:
+        torch.addcmul(bias.reshape(1, 1, 1, 1, 1, o), src, out_scale.reshape(-1, 1, 1, 1, 1, o), out=dst)
 
 
 __all__ = ["TILE", "conv3x3", "pays_per_call", "transform_weight", "worthwhile"]
