@@ -40,6 +40,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_encoders import median_time
 from bench_inversion import ffhq_model
 
 from hyperinverter_gui.engine.renderer import EditRenderer
@@ -71,16 +72,6 @@ class FlopCount(TorchDispatchMode):
         elif func is torch.ops.aten.addmm.default:
             self.flops["other"] += 2 * args[1].numel() * args[2].shape[-1]
         return out
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def gemm_rate(repeats: int) -> float:
