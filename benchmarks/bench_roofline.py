@@ -45,6 +45,7 @@ from bench_inversion import ffhq_model
 
 from hyperinverter_gui.engine.renderer import EditRenderer
 from hyperinverter_gui.host.allocator import keep_freed_memory
+from hyperinverter_gui.networks import winograd
 from hyperinverter_gui.networks.hyperinverter import resize_for_encoder
 
 WINOGRAD_FACTOR = 4.0  # F(4x4, 3x3): 36 multiplies per 4x4 output tile instead of 144
@@ -109,8 +110,6 @@ def bound(flops: collections.Counter, rate: float) -> float:
 
 def winograd_speedups(synthesis, repeats: int) -> dict[str, float]:
     """Measured direct / Winograd (kept transform) time of each 3x3 stride-1 synthesis layer, one image."""
-    from hyperinverter_gui.networks import winograd
-
     out = {}
     for res in synthesis.block_resolutions:
         layer = getattr(synthesis, f"b{res}").conv1
@@ -130,10 +129,9 @@ def winograd_speedups(synthesis, repeats: int) -> dict[str, float]:
 def frame_bound(synthesis, rate: float, speedups: dict[str, float]) -> float:
     """Seconds for one frame's multiplies at ``rate`` with each 3x3 stride-1 layer at its measured
     Winograd speed-up (at most 4x, at least 1x: the direct convolution), all other passes free."""
-    seconds = 0.0
     with torch.no_grad(), FlopCount() as c:
         synthesis(torch.zeros(1, synthesis.num_ws, synthesis.w_dim))
-    seconds += c.flops["other"] / rate / 1e9
+    seconds = c.flops["other"] / rate / 1e9
     for res in synthesis.block_resolutions:
         layer = getattr(synthesis, f"b{res}").conv1
         o, i = layer.weight.shape[:2]

@@ -226,20 +226,24 @@ def run_child(args, workdir: Path, photo: Path, photo2: Path, directions: Path, 
     raise SystemExit(f"session run failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
 
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), for the benchmarks' machine lines."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine() -> str:
+    import torch
+
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return (f"{cpu_model()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads")
 
 
 def fmt_s(x: float) -> str:
